@@ -1,0 +1,66 @@
+# What the server's answer means. Pure: no I/O, identical under CPython and MicroPython.
+import json
+
+from .dates import http_date, rfc3339
+
+MAX_TOKEN = 1024  # the API states no maximum; tokens seen are ~250 characters
+MAX_RETRY_AFTER = 86400  # a hostile Retry-After must not park the device for years
+
+# outcomes
+ROTATED = "rotated"  # 201: normal rotation, the parent is now in its grace period
+RECOVERED = "recovered"  # 200: a retry after a lost answer; the unseen child was revoked
+FORBIDDEN = "forbidden"  # 403
+GONE = "gone"  # 410: this token can never be refreshed again
+THROTTLED = "throttled"  # 412
+TRANSIENT = "transient"  # anything else: 5xx, 429, proxies, a broken body
+
+
+def valid_token(t):
+    if not isinstance(t, str) or not 0 < len(t) <= MAX_TOKEN:
+        return False
+    for c in t:
+        if not "!" <= c <= "~":  # printable ASCII, no spaces: it goes into JSON and headers
+            return False
+    return True
+
+
+def token_object(body):
+    """(token, exp) from a token object; exp is Unix seconds or None (never expires)."""
+    try:
+        obj = json.loads(body)
+    except (ValueError, TypeError, UnicodeError):
+        raise ValueError("answer is not JSON")
+    if not isinstance(obj, dict):
+        raise ValueError("answer is not a token object")
+    token = obj.get("registrationToken")
+    if not valid_token(token):
+        raise ValueError("answer holds no valid registrationToken")
+    if "expirationTime" not in obj:
+        raise ValueError("answer has no expirationTime")
+    return token, rfc3339(obj["expirationTime"])
+
+
+def retry_after(headers, now):
+    v = headers.get("retry-after")
+    if not v:
+        return 0
+    v = v.strip()
+    if v.isdigit():
+        s = int(v)
+    else:
+        t = http_date(v)
+        s = t - now if t else 0
+    return min(max(s, 0), MAX_RETRY_AFTER)
+
+
+def classify(status, headers, body, now):
+    """-> (outcome, token, exp, retry_after_s, why). `headers` has lower-case names."""
+    if status in (200, 201):
+        try:
+            token, exp = token_object(body)
+        except ValueError as e:
+            return TRANSIENT, None, None, 0, "%d with %s" % (status, e)
+        return (ROTATED if status == 201 else RECOVERED), token, exp, 0, str(status)
+    wait = retry_after(headers, now)
+    kind = {403: FORBIDDEN, 410: GONE, 412: THROTTLED}.get(status, TRANSIENT)
+    return kind, None, None, wait, "HTTP %d" % status

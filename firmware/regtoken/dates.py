@@ -1,0 +1,64 @@
+# Wall-clock arithmetic in Unix seconds, computed by hand so that it never depends on the
+# port's epoch (1970 on unix and rp2, 2000 on older ESP32 builds) or its time.mktime.
+
+_MONTHS = "JanFebMarAprMayJunJulAugSepOctNovDec"
+
+
+def days(y, m, d):
+    # days since 1970-01-01 in the proleptic Gregorian calendar (Hinnant's algorithm)
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+
+
+def _unix(y, mo, d, h, mi, s):
+    if not (1 <= mo <= 12 and 1 <= d <= 31 and h < 24 and mi < 60 and s < 61):
+        raise ValueError("date out of range")
+    return days(y, mo, d) * 86400 + h * 3600 + mi * 60 + s
+
+
+def _num(s, a, b):
+    part = s[a:b]
+    if len(part) != b - a or not part.isdigit():
+        raise ValueError("bad date-time")
+    return int(part)
+
+
+def rfc3339(s):
+    """'2024-11-28T14:03:07.316Z' or '...+hh:mm' -> Unix seconds (fraction dropped); None stays None."""
+    if s is None:
+        return None
+    if not isinstance(s, str) or len(s) < 20 or len(s) > 40 or s[4] + s[7] + s[13] + s[16] != "--::":
+        raise ValueError("bad date-time")
+    if s[10] not in "Tt ":
+        raise ValueError("bad date-time")
+    t = _unix(_num(s, 0, 4), _num(s, 5, 7), _num(s, 8, 10), _num(s, 11, 13), _num(s, 14, 16),
+              _num(s, 17, 19))
+    i = 19
+    if s[i] == ".":
+        i += 1
+        j = i
+        while i < len(s) and s[i].isdigit():
+            i += 1
+        if i == j:
+            raise ValueError("bad date-time")
+    zone = s[i:]
+    if zone in ("Z", "z"):
+        return t
+    if len(zone) != 6 or zone[0] not in "+-" or zone[3] != ":":
+        raise ValueError("bad date-time")
+    off = _num(zone, 1, 3) * 3600 + _num(zone, 4, 6) * 60
+    return t - off if zone[0] == "+" else t + off
+
+
+def http_date(s):
+    """RFC 7231 IMF-fixdate 'Sun, 06 Nov 1994 08:49:37 GMT' -> Unix seconds, else None."""
+    try:
+        p = s.split()
+        hms = p[4].split(":")
+        return _unix(int(p[3]), _MONTHS.index(p[2]) // 3 + 1, int(p[1]),
+                     int(hms[0]), int(hms[1]), int(hms[2]))
+    except (AttributeError, IndexError, ValueError):
+        return None

@@ -1,0 +1,9 @@
+# A tiny logger: one line per event on stdout. Tokens are never logged whole.
+
+
+def redact(token):
+    return "%s...(%d)" % (token[:6], len(token)) if token else "<none>"
+
+
+def log(msg):
+    print("[regtoken] " + msg)

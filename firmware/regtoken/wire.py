@@ -1,0 +1,223 @@
+# The project's own HTTP client, for what urequests cannot do safely: it verifies the
+# server's certificate and host name, never follows a redirect, bounds the whole request
+# by one deadline (connect, TLS handshake, every read) and bounds the bytes it reads.
+#
+# One exchange is a generator that yields (socket, poll event) whenever it would block;
+# `request` drives it with select.poll, `arequest` drives it inside asyncio, so the same
+# code serves a plain loop and an application's event loop.
+import errno
+import select
+import socket
+import time
+
+MAX_ANSWER = 6144  # status line + headers + body; a token object is ~300 bytes
+_KEEP = (b"date", b"retry-after", b"content-length", b"transfer-encoding")
+
+
+class WireError(OSError):
+    pass
+
+
+def pem_to_der(data):
+    """Every certificate in a PEM or DER file, as a list of DER blobs."""
+    if b"-----BEGIN" not in data:
+        return [data]
+    from binascii import a2b_base64
+
+    out, b64 = [], None
+    for line in data.split(b"\n"):
+        line = line.strip()
+        if line.startswith(b"-----BEGIN CERTIFICATE"):
+            b64 = []
+        elif line.startswith(b"-----END CERTIFICATE") and b64 is not None:
+            out.append(a2b_base64(b"".join(b64)))
+            b64 = None
+        elif b64 is not None:
+            b64.append(line)
+    return out
+
+
+def split_url(url):
+    scheme, rest = url.split("://", 1)
+    hostport, path = (rest.split("/", 1) + [""])[:2]
+    host, port = (hostport.split(":", 1) + [""])[:2]
+    tls = scheme == "https"
+    return tls, host, int(port) if port else (443 if tls else 80), "/" + path
+
+
+def _send(s, data, want):
+    data = memoryview(data)
+    while data:
+        n = s.write(data)
+        if n is None:
+            yield s, want
+        else:
+            data = data[n:]
+
+
+def _read_all(s, limit):
+    buf = b""
+    while True:
+        b = s.read(512)
+        if b is None:
+            yield s, select.POLLIN
+            continue
+        buf += b
+        if not b or _complete(buf):
+            return buf
+        if len(buf) > limit:
+            raise WireError(errno.EFBIG, "answer larger than %d bytes" % limit)
+
+
+def _complete(buf):
+    # Connection: close ends most answers; these two end earlier so a server that keeps
+    # the connection open does not cost us the deadline.
+    head, sep, body = buf.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    h = _headers(head)
+    if h.get(b"transfer-encoding", b"").lower() == b"chunked":
+        return body.endswith(b"0\r\n\r\n")
+    n = h.get(b"content-length")
+    return n is not None and n.isdigit() and len(body) >= int(n)
+
+
+def _headers(head):
+    out = {}
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        k = k.strip().lower()
+        if k in _KEEP:
+            out[k] = v.strip()
+    return out
+
+
+def _dechunk(body):
+    out = b""
+    while True:
+        size, _, rest = body.partition(b"\r\n")
+        n = int(size.split(b";")[0], 16)
+        if n == 0:
+            return out
+        if len(rest) < n + 2:
+            raise ValueError
+        out += rest[:n]
+        body = rest[n + 2:]
+
+
+def parse(buf):
+    """(status, headers with str lower-case names, body) from a whole HTTP answer."""
+    head, sep, body = buf.partition(b"\r\n\r\n")
+    line = head.split(b"\r\n", 1)[0].split(b" ")
+    if not sep or len(line) < 2 or not line[0].startswith(b"HTTP/1.") or not line[1].isdigit():
+        raise WireError(errno.EPROTO, "not an HTTP answer")
+    h = _headers(head)
+    try:
+        if h.get(b"transfer-encoding", b"").lower() == b"chunked":
+            body = _dechunk(body)
+        elif b"content-length" in h:
+            n = int(h[b"content-length"])
+            if len(body) < n:
+                raise ValueError
+            body = body[:n]
+    except ValueError:
+        raise WireError(errno.EPROTO, "truncated or malformed body")
+    return int(line[1]), {k.decode(): v.decode() for k, v in h.items()}, body
+
+
+def exchange(url, method, body, headers, ca):
+    """Generator for one request; returns (status, headers, body). `ca`: DER list, or None
+    for an unverified https connection (only ever by the config's explicit opt-out)."""
+    tls, host, port, path = split_url(url)
+    ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+    s = socket.socket(ai[0], socket.SOCK_STREAM, ai[2])
+    try:
+        s.setblocking(False)
+        try:
+            s.connect(ai[-1])
+        except OSError as e:
+            if e.errno != errno.EINPROGRESS:
+                raise
+        yield s, select.POLLOUT
+        if tls:
+            s = _wrap(s, host, ca)
+        req = "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nContent-Length: %d\r\n" % (
+            method, path, host, len(body))
+        for k in headers:
+            req += "%s: %s\r\n" % (k, headers[k])
+        # a TLS write that cannot proceed is waiting for the server's handshake data
+        yield from _send(s, req.encode() + b"\r\n" + body, select.POLLIN if tls else select.POLLOUT)
+        return parse((yield from _read_all(s, MAX_ANSWER)))
+    finally:
+        s.close()
+
+
+def _wrap(s, host, ca):
+    import tls
+
+    ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+    if ca is None:
+        ctx.verify_mode = tls.CERT_NONE
+    else:
+        ctx.verify_mode = tls.CERT_REQUIRED
+        for der in ca:
+            ctx.load_verify_locations(der)
+    return ctx.wrap_socket(s, server_hostname=host, do_handshake_on_connect=False)
+
+
+def _tls_error(e):
+    # mbedTLS reports a failed verification (wrong CA, host, expiry) as ValueError
+    return WireError(errno.ECONNABORTED, "TLS: %s" % e)
+
+
+def _left(deadline):
+    left = time.ticks_diff(deadline, time.ticks_ms())
+    if left <= 0:
+        raise WireError(errno.ETIMEDOUT, "timed out")
+    return left
+
+
+class Wire:
+    def __init__(self, timeout_s, ca=None):
+        self.timeout_s = timeout_s
+        self.ca = ca
+
+    def _start(self, method, url, body, headers):
+        deadline = time.ticks_add(time.ticks_ms(), int(self.timeout_s * 1000))
+        return exchange(url, method, body, headers, self.ca), deadline
+
+    def request(self, method, url, body, headers):
+        gen, deadline = self._start(method, url, body, headers)
+        try:
+            want = next(gen)
+            while True:
+                p = select.poll()
+                p.register(want[0], want[1])
+                p.poll(_left(deadline))
+                want = gen.send(None)
+        except StopIteration as e:
+            return e.value
+        except ValueError as e:
+            raise _tls_error(e)
+        finally:
+            gen.close()
+
+    async def arequest(self, method, url, body, headers):
+        import asyncio
+
+        gen, deadline = self._start(method, url, body, headers)
+        try:
+            want = next(gen)
+            while True:
+                p = select.poll()
+                p.register(want[0], want[1])
+                while not p.poll(0):
+                    _left(deadline)
+                    await asyncio.sleep_ms(10)  # the other tasks run; at most 10 ms of lag
+                want = gen.send(None)
+        except StopIteration as e:
+            return e.value
+        except ValueError as e:
+            raise _tls_error(e)
+        finally:
+            gen.close()
