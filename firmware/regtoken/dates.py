@@ -27,10 +27,11 @@ def _num(s, a, b):
 
 
 def rfc3339(s):
-    """'2024-11-28T14:03:07.316Z' or '...+hh:mm' -> Unix seconds (fraction dropped); None stays None."""
+    """'2024-11-28T14:03:07.316Z' or '...+hh:mm' -> Unix seconds, fraction dropped.
+    None (a token that never expires) stays None."""
     if s is None:
         return None
-    if not isinstance(s, str) or len(s) < 20 or len(s) > 40 or s[4] + s[7] + s[13] + s[16] != "--::":
+    if not isinstance(s, str) or not 20 <= len(s) <= 40 or s[4] + s[7] + s[13] + s[16] != "--::":
         raise ValueError("bad date-time")
     if s[10] not in "Tt ":
         raise ValueError("bad date-time")

@@ -139,7 +139,8 @@ class Refresher:
     def _boot(self):
         rec = self.store.load()
         init = self.cfg["initial_token"]
-        if init and (rec is None or rec.due == DEAD) and (rec is None or rec.seed != fingerprint(init)):
+        # import only into an empty store, or over a refused token from another provisioning
+        if init and (rec is None or (rec.due == DEAD and rec.seed != fingerprint(init))):
             rec = self._import(init)
         self.rec = rec
         now = self.clock.now()
@@ -147,14 +148,15 @@ class Refresher:
             self._set(PROVISION, None, "no token: provision this device")
         elif rec.due == DEAD:
             self._set(PROVISION, None, "token refused (410): provision this device")
-        elif rec.exp == UNKNOWN or (rec.exp != NEVER and not self.clock.trusted):
-            # first boot with an imported token, or no idea what time it is: the answer
-            # brings a known expiration and the server's Date
-            self._set(HEALTHY, now, "refresh at once")
+        elif rec.exp != NEVER and not self.clock.trusted:
+            # no idea what time it is: the answer brings the server's Date
+            self._set(HEALTHY, now, "clock unknown: refresh at once")
+        elif rec.due > now:
+            self._set(HEALTHY, rec.due, "scheduled")  # also a 403 hold
+        elif rec.exp == UNKNOWN:
+            self._set(HEALTHY, now, "imported token: rotate at once")
         elif rec.due == 0:
             self._set(HEALTHY, None, "token never expires")
-        elif rec.due > now:
-            self._set(HEALTHY, rec.due, "scheduled")
         else:
             # off past its refresh point: spread a fleet that powers up together
             self._set(HEALTHY, now + policy.boot_delay(now, rec.exp, self.rand()), "overdue")

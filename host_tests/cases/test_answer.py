@@ -1,0 +1,70 @@
+import json
+
+from regtoken import answer
+from regtoken.answer import classify
+
+from cases.util import tok
+
+NOW = 1800000000
+
+
+def body(**kw):
+    return json.dumps(kw).encode()
+
+
+def test_201_is_rotation_with_expiry():
+    t = tok(1)
+    k, token, exp, _, _ = classify(201, {}, body(registrationToken=t,
+                                                 expirationTime="2027-01-15T08:00:00Z"), NOW)
+    assert (k, token, exp) == (answer.ROTATED, t, 1800000000)
+
+
+def test_200_is_recovery_and_null_never_expires():
+    k, token, exp, _, _ = classify(200, {}, body(registrationToken=tok(2), expirationTime=None),
+                                   NOW)
+    assert (k, token, exp) == (answer.RECOVERED, tok(2), None)
+
+
+def test_refusals():
+    assert classify(403, {}, b"{}", NOW)[0] == answer.FORBIDDEN
+    assert classify(410, {}, b"", NOW)[0] == answer.GONE
+    k, _, _, wait, _ = classify(412, {"retry-after": "120"}, b"", NOW)
+    assert (k, wait) == (answer.THROTTLED, 120)
+    assert classify(412, {}, b"", NOW)[3] == 0
+
+
+def test_everything_else_is_transient():
+    for status in (100, 204, 301, 302, 307, 400, 401, 404, 423, 429, 500, 502, 503, 504, 999):
+        assert classify(status, {}, b"", NOW)[0] == answer.TRANSIENT
+
+
+def test_retry_after_forms_and_bounds():
+    assert answer.retry_after({"retry-after": "Thu, 15 Jan 2027 08:01:00 GMT"}, NOW) == 60
+    assert answer.retry_after({"retry-after": "Thu, 15 Jan 2027 07:00:00 GMT"}, NOW) == 0
+    assert answer.retry_after({"retry-after": "99999999999"}, NOW) == answer.MAX_RETRY_AFTER
+    assert answer.retry_after({"retry-after": "soon"}, NOW) == 0
+
+
+def test_garbage_bodies_are_failed_attempts_never_tokens():
+    bad = [b"", b"not json", b"[]", b"null", b"\xff\xfe", body(expirationTime=None),
+           body(registrationToken=123, expirationTime=None),
+           body(registrationToken="", expirationTime=None),
+           body(registrationToken="abc\x01def", expirationTime=None),
+           body(registrationToken="with space", expirationTime=None),
+           body(registrationToken="tok\u00e9n", expirationTime=None),
+           body(registrationToken="x" * 1025, expirationTime=None),
+           body(registrationToken=tok(3)),
+           body(registrationToken=tok(3), expirationTime="yesterday"),
+           body(registrationToken=tok(3), expirationTime=12345),
+           b'{"registrationToken": "' + b"A" * 20000 + b'"}']
+    for status in (200, 201):
+        for b in bad:
+            k, token, _, _, why = classify(status, {}, b, NOW)
+            assert k == answer.TRANSIENT and token is None, b[:40]
+            assert str(status) in why
+
+
+def test_token_bounds():
+    assert answer.valid_token("A" * 1024)
+    assert not answer.valid_token("A" * 1025)
+    assert answer.valid_token(tok(4))

@@ -1,0 +1,79 @@
+from regtoken.config import ConfigError, validate
+
+from cases.util import raises
+
+BASE = {"api_url": "https://api.example.com", "ca_file": "ca.der"}
+
+
+def cfg(**kw):
+    c = dict(BASE)
+    c.update(kw)
+    return c
+
+
+def refused(key, **kw):
+    e = raises(ConfigError, validate, cfg(**kw))
+    assert "'%s'" % key in str(e), str(e)
+    return str(e)
+
+
+def test_defaults():
+    c = validate(BASE)
+    assert c["timeout_s"] == 15 and c["backoff_min_s"] == 5 and c["backoff_max_s"] == 3600
+    assert c["tls_verify"] is True and c["initial_token"] is None
+    assert "initial_expiration" not in c  # absent means unknown: rotate at first boot
+
+
+def test_trailing_slash_dropped():
+    assert validate(cfg(api_url="http://h:8080/"))["api_url"] == "http://h:8080"
+
+
+def test_initial_expiration_parsed_or_null():
+    assert validate(cfg(initial_expiration="2027-01-15T08:00:00Z"))["initial_expiration"] == \
+        1800000000
+    assert validate(cfg(initial_expiration=None))["initial_expiration"] is None
+
+
+def test_each_bad_value_names_its_key():
+    refused("api_url", api_url=None)
+    refused("api_url", api_url="ftp://x")
+    refused("api_url", api_url="https://")
+    refused("api_url", api_url=42)
+    refused("initial_token", initial_token="has space")
+    refused("initial_token", initial_token="")
+    refused("initial_token", initial_token=7)
+    refused("provisioning_token", provisioning_token="a\r\nX-Evil: 1")
+    refused("initial_expiration", initial_expiration="tomorrow")
+    refused("tls_verify", tls_verify="false")
+    refused("ca_file", ca_file=3)
+    refused("wifi", wifi="ssid")
+    refused("wifi", wifi={"password": "x"})
+    refused("timeout_s", timeout_s=0)
+    refused("timeout_s", timeout_s="15")
+    refused("timeout_s", timeout_s=True)
+    refused("backoff_min_s", backoff_min_s=-1)
+    refused("backoff_max_s", backoff_min_s=60, backoff_max_s=30)
+    refused("transport", transport="curl")
+    refused("sleep", sleep="hibernate")
+    refused("bakoff_min_s", bakoff_min_s=5)
+
+
+def test_https_needs_a_ca_or_an_explicit_opt_out():
+    e = raises(ConfigError, validate, {"api_url": "https://api.example.com"})
+    assert "'ca_file'" in str(e)
+    assert validate({"api_url": "https://x", "tls_verify": False})["tls_verify"] is False
+    assert validate({"api_url": "http://x"})["ca_file"] is None
+
+
+def test_urequests_only_for_plain_http():
+    refused("transport", transport="urequests")
+    assert validate({"api_url": "http://x", "transport": "urequests"})["transport"] == "urequests"
+
+
+def test_not_an_object():
+    raises(ConfigError, validate, [BASE])
+    raises(ConfigError, validate, None)
+
+
+def test_comment_keys_allowed():
+    assert validate(cfg(_comment="provisioned 2026-11-25"))

@@ -1,0 +1,117 @@
+from fakes.memfs import MemFS, PowerLost
+from regtoken.store import DEAD, NEVER, SLOTS, UNKNOWN, Record, Store, StoreError, decode, encode
+
+from cases.util import raises, tok
+
+
+def commit(store, n, exp=1800000000):
+    return store.commit(Record(tok(n), exp, 1799990000, "0badf00d"))
+
+
+def test_empty_store_loads_none():
+    assert Store(MemFS()).load() is None
+
+
+def test_round_trip_every_field():
+    fs = MemFS()
+    commit(Store(fs), 1, exp=NEVER)
+    rec = Store(fs).load()
+    assert (rec.token, rec.exp, rec.due, rec.seed, rec.gen) == (tok(1), NEVER, 1799990000,
+                                                                 "0badf00d", 1)
+    Store(fs).commit(Record(tok(2), UNKNOWN, DEAD))
+    s = Store(fs)
+    s.load()
+    rec = s.load()
+    assert (rec.token, rec.exp, rec.due) == (tok(2), UNKNOWN, DEAD)
+
+
+def test_commits_alternate_slots_and_newest_wins():
+    fs = MemFS()
+    s = Store(fs)
+    s.load()
+    for n in range(1, 6):
+        commit(s, n)
+        assert Store(fs).load().token == tok(n)
+    assert sorted(fs.files) == sorted(SLOTS)
+    assert fs.writes == 5  # one write per commit, no temporary file
+
+
+def test_every_corruption_of_the_newest_falls_back_to_the_previous():
+    base = MemFS()
+    s = Store(base)
+    commit(s, 1)
+    commit(s, 2)  # newest in slot b
+    good = base.files[SLOTS[1]]
+    damaged = [good[:-1], good[:10], b"", good.replace(b"A", b"B", 1), b"\x00" * len(good),
+               good[:20] + bytes([good[20] ^ 1]) + good[21:], b"RT1 " + b"\xff" * 40 + b"\n"]
+    for bad in damaged:
+        fs = MemFS()
+        fs.files = dict(base.files)
+        fs.files[SLOTS[1]] = bad
+        rec = Store(fs).load()
+        assert rec is not None and rec.token == tok(1)
+        assert fs.files[SLOTS[1] + ".bad"] == bad  # kept for diagnosis
+        s2 = Store(fs)
+        s2.load()
+        commit(s2, 3)
+        assert Store(fs).load().token == tok(3)
+
+
+def test_both_damaged_is_a_clear_empty_state_and_recovers():
+    fs = MemFS()
+    s = Store(fs)
+    commit(s, 1)
+    commit(s, 2)
+    fs.files[SLOTS[0]] = b"junk"
+    fs.files[SLOTS[1]] = b""
+    fs.files["token.tmp"] = b"stray"
+    s = Store(fs)
+    assert s.load() is None
+    assert SLOTS[0] + ".bad" in fs.files and SLOTS[1] + ".bad" in fs.files
+    commit(s, 3)
+    assert Store(fs).load().token == tok(3)
+
+
+def test_oversized_file_is_damage_not_a_crash():
+    fs = MemFS()
+    fs.files[SLOTS[0]] = b"RT1 " + b"A" * 100000
+    assert Store(fs).load() is None
+
+
+def test_full_filesystem_keeps_old_token_and_says_so():
+    fs = MemFS()
+    s = Store(fs)
+    commit(s, 1)
+    fs.full = True
+    e = raises(StoreError, commit, s, 2)
+    assert "commit failed" in str(e)
+    assert Store(fs).load().token == tok(1)
+    fs.full = False
+    commit(s, 3)
+    assert Store(fs).load().token == tok(3)
+
+
+def test_power_cut_mid_commit_leaves_old_or_new():
+    for cut in range(6):
+        fs = MemFS()
+        s = Store(fs)
+        committed = None
+        fs.cut_after = cut
+        try:
+            for n in range(1, 6):
+                commit(s, n)
+                committed = n
+        except PowerLost:
+            pass
+        rec = Store(fs).load()
+        if committed is None:
+            assert rec is None
+        else:
+            assert rec.token == tok(committed)
+
+
+def test_record_format_is_checked():
+    data = encode(Record(tok(1), 5, 6, "-", 7))
+    assert decode(data).token == tok(1)
+    assert decode(data[:-1]) is None
+    assert decode(b"RT2" + data[3:]) is None

