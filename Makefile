@@ -36,6 +36,9 @@ clean: ## remove the venv and caches
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
 
 # ---- run / server (issue 2) ----
+run: $(VENV)/.ok ## server + unix board rotating the token live (ROTATIONS=N stops after N)
+	$(BIN)/python tools/run_demo.py --rotations $(ROTATIONS)
+
 
 # ---- boards: flash / deploy / provision / repl / logs (issue 5) ----
 

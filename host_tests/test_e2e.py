@@ -1,0 +1,166 @@
+# Tier 2, end to end: firmware/main.py on the real MicroPython unix port, in a temp board
+# directory, against the reference server over loopback.
+import hashlib
+import json
+import os
+import signal
+
+import pytest
+from refserver import RefServer
+from unixboard import UnixBoard, layout
+
+
+def sha(token):
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def stored_tokens(board_dir):
+    """Every token in the board's store files (to scan output for leaks)."""
+    out = []
+    for name in os.listdir(board_dir):
+        if name.startswith("token."):
+            with open(os.path.join(board_dir, name), "rb") as f:
+                line = f.read().decode(errors="replace").strip()
+            if line.count(" ") >= 6:
+                out.append(line.split(" ", 6)[6])
+    return out
+
+
+class Rig:
+    def __init__(self, tmp_path, micropython, lifetime=60.0, grace=30.0, initial_exp=False,
+                 **cfg):
+        self.srv = RefServer(db=str(tmp_path / "server.sqlite3"), lifetime=lifetime,
+                             grace=grace, log=None).start()
+        self.minted = self.srv.mint()
+        self.dir = str(tmp_path / "board")
+        config = {"api_url": self.srv.url, "initial_token": self.minted["registrationToken"],
+                  "backoff_min_s": 1, "backoff_max_s": 4, "timeout_s": 5}
+        if initial_exp:
+            config["initial_expiration"] = self.minted["expirationTime"]
+        config.update(cfg)
+        self.config = config
+        layout(self.dir, config)
+        self.micropython = micropython
+        self.boards = []
+
+    def boot(self):
+        b = UnixBoard(self.dir, self.micropython).start()
+        self.boards.append(b)
+        return b
+
+    def refreshes(self):
+        return [r for r in self.srv.stats()["requests"] if r.get("token_sha256")]
+
+    def close(self):
+        for b in self.boards:
+            b.stop(signal.SIGKILL)
+        self.srv.stop()
+
+    def assert_no_leak(self):
+        text = "\n".join(line for b in self.boards for line in b.lines())
+        secrets = [self.minted["registrationToken"]] + stored_tokens(self.dir)
+        for s in secrets:
+            assert s[:16] not in text, "a token leaked into the device log"
+
+
+@pytest.fixture
+def rig_factory(tmp_path, micropython):
+    rigs = []
+
+    def make(**kw):
+        rigs.append(Rig(tmp_path, micropython, **kw))
+        return rigs[-1]
+
+    yield make
+    for r in rigs:
+        r.close()
+
+
+def test_first_boot_rotates_the_imported_token(rig_factory):
+    rig = rig_factory()
+    b = rig.boot()
+    b.wait_for("rotated (201)")
+    req = rig.refreshes()[0]
+    assert req["status"] == 201
+    assert req["token_sha256"] == sha(rig.minted["registrationToken"])
+    assert rig.srv.current_sha256() in {sha(t) for t in stored_tokens(rig.dir)}
+    assert b.stop() == 0
+    rig.assert_no_leak()
+
+
+def test_short_lifetimes_rotate_with_the_current_token_each_time(rig_factory):
+    rig = rig_factory(lifetime=4.0, grace=30.0)
+    b = rig.boot()
+    b.wait_for("rotated (201)", n=4, timeout=120)
+    reqs = [r for r in rig.refreshes() if r["status"] == 201]
+    assert len(reqs) >= 4
+    for prev, cur in zip(reqs, reqs[1:]):
+        assert cur["token_sha256"] == prev["issued_sha256"]  # always the newest token
+    b.stop()
+    rig.assert_no_leak()
+
+
+def test_sigkill_and_restart_continue_with_the_stored_token(rig_factory):
+    rig = rig_factory(lifetime=4.0)
+    b = rig.boot()
+    b.wait_for("rotated (201)", n=2, timeout=120)
+    b.stop(signal.SIGKILL)
+    last_issued = [r for r in rig.refreshes() if r["status"] == 201][-1]["issued_sha256"]
+    b2 = rig.boot()
+    b2.wait_for("rotated (201)", timeout=120)
+    first_after = [r for r in rig.refreshes() if r["status"] == 201][2]
+    assert first_after["token_sha256"] == last_issued
+    assert b2.count("import:") == 0  # the initial token was not imported again
+    b2.stop()
+    rig.assert_no_leak()
+
+
+def test_dropped_answer_after_commit_recovers_through_200(rig_factory):
+    rig = rig_factory()
+    rig.srv.fault("drop_after_commit")
+    b = rig.boot()
+    b.wait_for("recovered (200)", timeout=60)
+    b.wait_for("rotated (200)")
+    statuses = [r["status"] for r in rig.refreshes()]
+    first, second = rig.refreshes()[0], rig.refreshes()[1]
+    assert first["token_sha256"] == second["token_sha256"]  # the parent, again
+    assert 200 in statuses
+    b.stop()
+    rig.assert_no_leak()
+
+
+def test_410_stops_refreshing(rig_factory):
+    rig = rig_factory()
+    rig.srv.fault("status", status=410)
+    b = rig.boot()
+    b.wait_for("state: provision")
+    n = len(rig.refreshes())
+    b.stop()
+    b2 = rig.boot()  # a restart with the same config does not try again
+    b2.wait_for("state: provision")
+    b2.stop()
+    assert len(rig.refreshes()) == n == 1
+
+
+def test_bad_config_stops_with_the_key_named_and_store_untouched(rig_factory, micropython):
+    rig = rig_factory()
+    b = rig.boot()
+    b.wait_for("rotated (201)")
+    b.stop()
+    before = {n: open(os.path.join(rig.dir, n), "rb").read()
+              for n in os.listdir(rig.dir) if n.startswith("token.")}
+    cfg_path = os.path.join(rig.dir, "config.json")
+    for bad, key in (({"api_url": "ftp://x"}, "api_url"),
+                     ({"api_url": rig.srv.url, "timeout_s": -1}, "timeout_s"),
+                     ("{not json", "not valid JSON")):
+        with open(cfg_path, "w") as f:
+            f.write(bad if isinstance(bad, str) else json.dumps(bad))
+        b = rig.boot()
+        assert b.wait_exit() == 2
+        assert any(key in line for line in b.lines()), b.lines()
+    os.remove(cfg_path)
+    b = rig.boot()
+    assert b.wait_exit() == 2 and any("config.json" in line for line in b.lines())
+    after = {n: open(os.path.join(rig.dir, n), "rb").read()
+             for n in os.listdir(rig.dir) if n.startswith("token.")}
+    assert after == before
