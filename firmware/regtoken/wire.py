@@ -167,7 +167,7 @@ def _wrap(s, host, ca):
 
 def _tls_error(e):
     # mbedTLS reports a failed verification (wrong CA, host, expiry) as ValueError
-    return WireError(errno.ECONNABORTED, "TLS: %s" % e)
+    return WireError(errno.ECONNABORTED, "TLS: " + " ".join(str(e).split()))
 
 
 def _left(deadline):
