@@ -5,7 +5,7 @@ from .refresher import BACKOFF, FORBIDDEN, HEALTHY, PROVISION, Refresher
 __version__ = "0.1.0"
 
 
-def open(config="config.json", **edges):
+def open(config: dict | str = "config.json", **edges) -> Refresher:
     """A Refresher from a config dict or the path of a config.json. `edges` (transport,
     store, clock, rand, log) replace the defaults, e.g. in tests."""
     cfg = validate(config) if isinstance(config, dict) else load(config)

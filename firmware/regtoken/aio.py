@@ -4,8 +4,13 @@
 # HTTP call yields to the event loop whenever a socket would block.
 import asyncio
 
+try:
+    from .refresher import Refresher  # noqa: F401  for type checkers
+except ImportError:
+    pass
 
-async def run(r):
+
+async def run(r: Refresher) -> None:
     ev = asyncio.Event()
     r.wake = ev.set
     while True:

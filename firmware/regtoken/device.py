@@ -12,6 +12,7 @@ PATTERNS = {
     "connecting": (0b1010101010, (0, 0, 24)),  # fast blink, blue
     "healthy": (0b1000000000, (0, 24, 0)),  # one blip a second, green
     "backoff": (0b1111100000, (24, 12, 0)),  # slow blink, amber
+    "forbidden": (0b1010000000, (24, 0, 24)),  # double blip, magenta: 403, long backoff
     "provision": (0b1111111111, (24, 0, 0)),  # steady, red: a person must act
 }
 STEADY = (0, 0b1111111111)

@@ -11,6 +11,11 @@
 import json
 
 from . import policy
+
+try:
+    from typing import Callable  # for type checkers and IDEs; annotations cost no bytecode
+except ImportError:
+    pass
 from .answer import FORBIDDEN, GONE, RECOVERED, ROTATED, classify  # noqa: F401 (FORBIDDEN is a state too)
 from .clock import Clock
 from .config import ConfigError
@@ -52,7 +57,8 @@ def make_transport(cfg):
 
 
 class Refresher:
-    def __init__(self, cfg, transport=None, store=None, clock=None, rand=None, log=None):
+    def __init__(self, cfg: dict, transport=None, store=None, clock=None, rand=None,
+                 log=None) -> None:
         self.cfg = cfg
         self.log = log or _log
         self.clock = clock or Clock()
@@ -77,24 +83,24 @@ class Refresher:
     # -- public API ---------------------------------------------------------------------
 
     @property
-    def token(self):
+    def token(self) -> str | None:
         """The committed token, or None when the device needs provisioning."""
         rec = self.rec
         return rec.token if rec and rec.due != DEAD else None
 
     @property
-    def expires(self):
+    def expires(self) -> int | None:
         """Unix seconds, or None (never expires, or not known yet)."""
         exp = self.rec.exp if self.rec else None
         return exp if isinstance(exp, int) else None
 
-    def due_in(self):
+    def due_in(self) -> int | None:
         """Seconds until the next attempt; None when nothing is scheduled."""
         if self.next_at is None:
             return None
         return max(0, self.next_at - self.clock.now())
 
-    def step(self):
+    def step(self) -> int | None:
         """Do whatever is due now; return how long the caller may sleep (None: until
         force() or a restart)."""
         if self.due_in() == 0:
@@ -104,7 +110,7 @@ class Refresher:
                 self.settle(self._call())
         return self.due_in()
 
-    def force(self):
+    def force(self) -> bool:
         """Refresh now, e.g. after the application's own cloud call was refused. Only a
         healthy refresher obeys: backoff and forbidden keep their waits, so an
         application calling this in a loop cannot hammer the server."""
@@ -115,15 +121,15 @@ class Refresher:
             self.wake()
         return True
 
-    def on_token(self, cb):
+    def on_token(self, cb: Callable[[str, int | None], object]) -> None:
         """cb(token, expires) after every new token is committed."""
         self._token_cbs.append(cb)
 
-    def on_state(self, cb):
+    def on_state(self, cb: Callable[[str, str], object]) -> None:
         """cb(state, why) on every state change."""
         self._state_cbs.append(cb)
 
-    def status(self):
+    def status(self) -> dict:
         return {
             "state": self.state,
             "token": redact(self.token),
@@ -173,7 +179,7 @@ class Refresher:
             self.log("import: %s; using the token from config.json" % e)
         return rec
 
-    def request(self):
+    def request(self) -> tuple:
         """(method, url, body, headers) of the refresh call."""
         h = {"Content-Type": "application/json"}
         if self.cfg["provisioning_token"]:
@@ -198,7 +204,7 @@ class Refresher:
         except Exception as e:
             return e
 
-    def settle(self, answer):
+    def settle(self, answer) -> None:
         """Act on one answer: (status, headers, body), or the exception the call raised."""
         if isinstance(answer, Exception):
             return self._fail("transport: %s %s" % (type(answer).__name__, answer), 0)
