@@ -5,7 +5,6 @@ import sys
 
 import regtoken
 from regtoken import device
-from regtoken.clock import Clock
 from regtoken.log import log
 
 
@@ -17,7 +16,7 @@ def main():
         led = device.Led(cfg.get("led"))
         led.show("connecting")
         device.connect(cfg["wifi"], log)
-        r = regtoken.Refresher(cfg, clock=Clock(trusted=device.sync_clock(log)))
+        r = regtoken.Refresher(cfg, clock=regtoken.Clock(trusted=device.sync_clock(log)))
     except regtoken.ConfigError as e:
         log("stopped: %s" % e)
         return 2

@@ -1,5 +1,7 @@
 # regtoken: keeps a device's registration token alive. See README "Using it from your app".
+from .clock import Clock
 from .config import ConfigError, load, validate
+from .log import redact
 from .refresher import BACKOFF, FORBIDDEN, HEALTHY, PROVISION, Refresher
 
 __version__ = "0.1.0"
@@ -12,5 +14,5 @@ def open(config: dict | str = "config.json", **edges) -> Refresher:
     return Refresher(cfg, **edges)
 
 
-__all__ = ["Refresher", "ConfigError", "open", "load", "validate",
+__all__ = ["Refresher", "ConfigError", "Clock", "open", "load", "validate", "redact",
            "HEALTHY", "BACKOFF", "FORBIDDEN", "PROVISION"]

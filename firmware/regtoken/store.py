@@ -29,6 +29,7 @@ MAX_RECORD = 1200
 NEVER = "-"
 UNKNOWN = "?"
 DEAD = -1  # `due` of a token the server refused for good (410)
+ENOSPC = 28  # MicroPython's own number on every port; its errno table often lacks the name
 
 
 class StoreError(Exception):
@@ -140,7 +141,9 @@ class Store:
             self.fs.write(name, data)
             ok = self.fs.read(name, MAX_RECORD + 1) == data
         except OSError as e:
-            raise StoreError("commit failed: %s" % e)
+            # a full filesystem prints as a bare "28" on MicroPython: name it
+            why = "filesystem full" if e.args[:1] == (ENOSPC,) else e
+            raise StoreError("commit failed: %s" % why)
         if not ok:
             raise StoreError("commit failed: read-back mismatch")
         self.slot, self.gen = 1 - self.slot, rec.gen
