@@ -20,13 +20,17 @@ def main():
     except regtoken.ConfigError as e:
         log("stopped: %s" % e)
         return 2
+    deep = cfg["sleep"] == "deep"
+    if deep:
+        r.resume(device.rtc_load())  # a backoff that deep sleep interrupted goes on
     r.on_state(lambda state, why: led.show(state))
     led.show(r.state)
-    deep = cfg["sleep"] == "deep"
     while True:
         if r.due_in() == 0 and not r.pending:
             device.connect(cfg["wifi"], log)  # cheap when the link is up
         wait = r.step()
+        if deep and wait is not None:
+            device.rtc_save(r.suspend())
         device.sleep(86400 if wait is None else wait, deep and wait is not None)
 
 

@@ -100,11 +100,12 @@ def test_short_lifetimes_rotate_with_the_current_token_each_time(rig_factory):
     rig.assert_no_leak()
 
 
-def test_sigkill_and_restart_continue_with_the_stored_token(rig_factory):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_kill_and_restart_continue_with_the_stored_token(rig_factory, sig):
     rig = rig_factory(lifetime=4.0)
     b = rig.boot()
     b.wait_for("rotated (201)", n=2, timeout=120)
-    b.stop(signal.SIGKILL)
+    assert b.stop(sig) == -sig  # SIGTERM ends the unix port at once, like a power cut
     last_issued = [r for r in rig.refreshes() if r["status"] == 201][-1]["issued_sha256"]
     b2 = rig.boot()
     b2.wait_for("rotated (201)", timeout=120)

@@ -129,6 +129,20 @@ class Refresher:
         """cb(state, why) on every state change."""
         self._state_cbs.append(cb)
 
+    def suspend(self) -> bytes:
+        """What deep sleep would forget: the backoff in progress. For RTC memory."""
+        return ("%s %d %d" % (self.state, self.next_at or 0, self.wait)).encode()
+
+    def resume(self, data) -> None:
+        """Continue a backoff or a 403 wait that deep sleep interrupted; else a no-op."""
+        try:
+            state, next_at, wait = data.decode().split()
+        except (AttributeError, ValueError, UnicodeError):
+            return
+        if state in (BACKOFF, FORBIDDEN) and self.state == HEALTHY and self.pending is None:
+            self.wait = int(wait)
+            self._set(state, int(next_at), "resumed after deep sleep")
+
     def status(self) -> dict:
         return {
             "state": self.state,

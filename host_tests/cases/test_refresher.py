@@ -316,3 +316,26 @@ def test_no_whole_token_is_ever_logged():
 
 def test_iso_helper_round_trips():
     assert rfc3339(iso(T0)) == T0
+
+
+def test_backoff_survives_deep_sleep_through_suspend_and_resume():
+    rig = Rig(problem(503), problem(503), rnd=0.0, backoff_min_s=5, backoff_max_s=600)
+    rig.r.step()
+    rig.run_until_due()
+    saved, next_at = rig.r.suspend(), rig.r.next_at
+    assert rig.r.state == BACKOFF and rig.r.wait == 10
+    again = rig.restart(problem(503))  # deep sleep reboots into main.py
+    assert again.r.state == HEALTHY  # the store alone would retry at once
+    again.r.resume(saved)
+    assert again.r.state == BACKOFF and again.r.next_at == next_at
+    again.run_until_due()
+    assert again.r.wait == 20  # the backoff kept growing
+
+
+def test_resume_ignores_junk_and_healthy_snapshots():
+    rig = Rig(issued(tok(1), iso(T0 + DAY)))
+    rig.r.step()
+    due = rig.r.next_at
+    for junk in (None, b"", b"garbage", b"\xff\xfe", rig.r.suspend()):
+        rig.r.resume(junk)
+        assert rig.r.state == HEALTHY and rig.r.next_at == due
