@@ -36,12 +36,73 @@ clean: ## remove the venv and caches
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
 
 # ---- run / server (issue 2) ----
+server: $(VENV)/.ok ## run the reference server (LIFETIME=, GRACE=, TLS=1, HOST=, PORT=)
+	$(BIN)/python tools/refserver.py serve --host $(or $(HOST),127.0.0.1) \
+	  --port $(or $(filter-out /% COM%,$(PORT)),8080) \
+	  --lifetime $(or $(LIFETIME),60) --grace $(or $(GRACE),30) $(if $(TLS),--tls --lan)
+
 run: $(VENV)/.ok ## server + unix board rotating the token live (ROTATIONS=N stops after N)
 	$(BIN)/python tools/run_demo.py --rotations $(ROTATIONS)
 
 
 # ---- boards: flash / deploy / provision / repl / logs (issue 5) ----
+# BOARD names a folder in boards/ (`make boards`). PORT is a serial port or the virtual
+# board's pty; empty means the board's default (unix: build/vboard/tty), else auto-detect.
+# provision takes API_URL, INITIAL_TOKEN, INITIAL_EXPIRATION, PROVISIONING_TOKEN, CA_FILE,
+# TLS_VERIFY, WIFI_SSID, WIFI_PASSWORD, TIMEOUT_S, BACKOFF_MIN_S, BACKOFF_MAX_S and SLEEP from
+# make's command line, which make exports to the tool: secrets stay out of argument lists.
+STUBS ?= esp32 rp2
+boards_on = $(filter 1 y yes true,$(1))
+BOARD_ARGS = --board "$(BOARD)" --port "$(PORT)"
+
+.PHONY: boards flash deploy provision repl logs board-info erase-token virtual-board typecheck-firmware
+
+boards: $(VENV)/.ok ## list the board folders (BOARD=<name> for the targets below)
+	@$(BIN)/python tools/boards.py list
+
+flash: $(VENV)/.ok ## erase + write MicroPython: FIRMWARE=<.bin/.uf2> [DRY_RUN=1] [MOUNT=<RPI-RP2>]
+	@$(BIN)/python tools/flash.py $(BOARD_ARGS) --firmware "$(FIRMWARE)" --mount "$(MOUNT)" \
+	  $(if $(call boards_on,$(DRY_RUN)),--dry-run)
+
+deploy: $(VENV)/.ok ## mpy-cross firmware/ into build/BOARD/, copy what changed onto the board
+	@$(BIN)/python tools/deploy.py $(BOARD_ARGS)
+
+provision: $(VENV)/.ok ## config.json + CA onto the board: API_URL= TOKEN_FILE= [PROVISION=] [FORCE=1]
+	@$(BIN)/python tools/provision.py $(BOARD_ARGS) \
+	  $(if $(PROVISION),--from "$(PROVISION)") $(if $(TOKEN_FILE),--token-file "$(TOKEN_FILE)") \
+	  $(if $(call boards_on,$(FORCE)),--force) $(if $(call boards_on,$(DRY_RUN)),--dry-run)
+
+repl: $(VENV)/.ok ## interactive REPL on the board (Ctrl-] leaves)
+	@$(BIN)/python tools/boardctl.py $(BOARD_ARGS) repl
+
+logs: $(VENV)/.ok ## watch the device's output (Ctrl-] leaves; LOG=<file> keeps a copy)
+	@$(BIN)/python tools/boardctl.py $(BOARD_ARGS) logs $(if $(LOG),--capture "$(LOG)")
+
+board-info: $(VENV)/.ok ## port, MicroPython version, free flash, regtoken files, token state
+	@$(BIN)/python tools/boardctl.py $(BOARD_ARGS) board-info
+
+erase-token: $(VENV)/.ok ## remove token.a/token.b/*.bad after a typed yes (or CONFIRM=yes)
+	@$(BIN)/python tools/boardctl.py $(BOARD_ARGS) erase-token \
+	  $(if $(call boards_on,$(CONFIRM)),--yes)
+
+virtual-board: $(VENV)/.ok ## unix port behind a pty at build/vboard/tty (MAIN=1 runs main.py)
+	$(BIN)/python tools/virtual_board.py --dir build/vboard \
+	  $(if $(call boards_on,$(MAIN)),--main) $(if $(HEAP),--heap "$(HEAP)")
+
+# Each port's stubs in its own folder: they all ship machine.pyi, network.pyi, ...
+$(VENV)/stubs/.ok: $(VENV)/.ok $(wildcard boards/*/board.json)
+	$(BIN)/python tools/boards.py install-stubs $(VENV)/stubs
+	touch $@
+
+typecheck-firmware: $(VENV)/.ok $(VENV)/stubs/.ok ## mypy: firmware/ against each port's stubs (STUBS=)
+	@for p in $(STUBS); do echo "mypy firmware/ against the $$p stubs"; \
+	  MYPYPATH=$(VENV)/stubs/$$p $(BIN)/mypy --config-file boards/mypy.ini \
+	    --custom-typeshed-dir $(VENV)/stubs/$$p --cache-dir .mypy_cache/firmware-$$p firmware \
+	  || exit 1; done
 
 # ---- power cut sweep (issue 4) ----
+powercut: $(VENV)/.ok ## cut the power at every flash write of 80 commits, littlefs2 + FAT
+	$(or $(MICROPYTHON),$(BIN)/micropython) tools/powercut_sweep.py
+
 
 # ---- benchmarks (issue 6) ----

@@ -42,6 +42,7 @@ def test_app_keeps_ticking_through_slow_and_hanging_server(app_board):
     srv.fault("hang")
     board.start()
     board.wait_for("app: new token committed", timeout=90)
+    board.wait_for("app: refresher is healthy")  # printed just after the token callback
     lines = board.lines()
     attempts = [i for i, line in enumerate(lines) if "refresh: presenting" in line]
     failures = [i for i, line in enumerate(lines)
