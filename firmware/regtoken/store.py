@@ -3,15 +3,21 @@
 # A commit writes the whole record into the slot that does NOT hold the newest valid
 # record, closes (which syncs) and reads it back. A reader takes the valid record with
 # the highest generation. A cut at any instant damages at most the slot being written,
-# and the other slot still holds the previous commit. This holds on littlefs2 and on
-# FAT alike: FAT's rename is not atomic, so the design never renames a live record.
+# and the other slot still holds the previous commit. Nothing is ever renamed over a live
+# record: FAT's rename is not atomic.
+#
+# FAT on raw flash erases a whole sector before it programs it, so the layout also keeps
+# each slot's bytes out of every sector the other slot needs: the slots live in two
+# directories (their directory entries, rewritten at each close, sit in different
+# sectors), and a slot is rewritten in place, padded to PAD bytes, so that a commit never
+# allocates a cluster and never touches the allocation table.
 #
 # Record (one line, ASCII):  RT1 <crc32 hex> <gen> <exp> <due> <seed> <token>\n
 #   crc32 covers everything after it; exp is Unix seconds, "-" (never expires) or
 #   "?" (unknown, imported without an expiration); due is the Unix time of the next
 #   scheduled refresh (jitter included, so a restart keeps it), 0 for none, -1 once the
 #   server said 410; seed fingerprints the provisioning token this lineage came from, so
-#   an old config cannot import it twice.
+#   an old config cannot import it twice. Bytes after the newline are padding.
 
 try:
     from binascii import crc32
@@ -24,8 +30,9 @@ except ImportError:  # ports built without it: slower, same numbers
                 crc = (crc >> 1) ^ (0xEDB88320 & -(crc & 1))
         return crc ^ 0xFFFFFFFF
 
-SLOTS = ("token.a", "token.b")
+SLOTS = ("token.a/record", "token.b/record")
 MAX_RECORD = 1200
+PAD = 512  # one FAT sector: a usual record (~300 bytes) never grows its file
 NEVER = "-"
 UNKNOWN = "?"
 DEAD = -1  # `due` of a token the server refused for good (410)
@@ -57,9 +64,10 @@ def encode(rec):
 def decode(data):
     # None for anything short of a complete, checksummed record
     try:
-        if not data or data[-1:] != b"\n" or data[:4] != b"RT1 ":
+        end = data.find(b"\n")
+        if end < 0 or data[:4] != b"RT1 ":
             return None
-        body = data[13:-1]
+        body = data[13:end]
         if data[12:13] != b" " or int(data[4:12], 16) != crc32(body) & 0xFFFFFFFF:
             return None
         gen, exp, due, seed, token = body.decode().split(" ", 4)
@@ -87,9 +95,22 @@ class Files:
             return None
 
     def write(self, name, data):
-        with open(self.path(name), "wb") as f:
+        """Overwrite from the start, in place: no truncation, no new allocation."""
+        try:
+            f = open(self.path(name), "r+b")
+        except OSError:
+            f = open(self.path(name), "wb")
+        with f:
             f.write(data)
             f.flush()
+
+    def mkdir(self, name):
+        import os
+
+        try:
+            os.mkdir(self.path(name))
+        except OSError:
+            pass  # it exists: FAT then writes nothing
 
     def rename(self, old, new):
         import os
@@ -106,7 +127,7 @@ class Store:
         self.fs = fs if fs is not None else Files()
         self.log = log
         self.slot = 1  # slot of the newest record; the next commit writes the other one
-        self.gen = 0
+        self.gen = None  # unknown until load()
 
     def load(self):
         """Newest valid record, or None. Damaged slots are set aside for diagnosis."""
@@ -120,7 +141,7 @@ class Store:
                 self._set_aside(name)
             elif best is None or rec.gen > best.gen:
                 best, self.slot = rec, i
-        self.gen = best.gen if best else self.gen
+        self.gen = best.gen if best else 0
         return best
 
     def _set_aside(self, name):
@@ -132,14 +153,22 @@ class Store:
             pass
 
     def commit(self, rec):
+        if self.gen is None:
+            self.load()  # never overwrite a newer record we have not seen
         rec.gen = self.gen + 1
         data = encode(rec)
         if len(data) > MAX_RECORD:
             raise StoreError("record too large")
+        data += b" " * (PAD - len(data))
         name = SLOTS[1 - self.slot]
         try:
+            if rec.gen == 1:
+                # both directories before the first record, so that creating one can
+                # never disturb a record already stored under the other
+                for slot in SLOTS:
+                    self.fs.mkdir(slot.split("/")[0])
             self.fs.write(name, data)
-            ok = self.fs.read(name, MAX_RECORD + 1) == data
+            ok = self.fs.read(name, MAX_RECORD + 1)[: len(data)] == data
         except OSError as e:
             # a full filesystem prints as a bare "28" on MicroPython: name it
             why = "filesystem full" if e.args[:1] == (ENOSPC,) else e

@@ -42,8 +42,10 @@ def test_every_corruption_of_the_newest_falls_back_to_the_previous():
     commit(s, 1)
     commit(s, 2)  # newest in slot b
     good = base.files[SLOTS[1]]
-    damaged = [good[:-1], good[:10], b"", good.replace(b"A", b"B", 1), b"\x00" * len(good),
-               good[:20] + bytes([good[20] ^ 1]) + good[21:], b"RT1 " + b"\xff" * 40 + b"\n"]
+    end = good.index(b"\n")
+    damaged = [good[:end], good[:10], b"", good.replace(b"A", b"B", 1), b"\x00" * len(good),
+               good[:20] + bytes([good[20] ^ 1]) + good[21:], b"RT1 " + b"\xff" * 40 + b"\n",
+               b"\xff" * len(good)]
     for bad in damaged:
         fs = MemFS()
         fs.files = dict(base.files)
@@ -113,5 +115,24 @@ def test_power_cut_mid_commit_leaves_old_or_new():
 def test_record_format_is_checked():
     data = encode(Record(tok(1), 5, 6, "-", 7))
     assert decode(data).token == tok(1)
+    assert decode(data + b"   padding or an older, longer record").token == tok(1)
     assert decode(data[:-1]) is None
     assert decode(b"RT2" + data[3:]) is None
+
+
+def test_commit_before_load_never_rolls_back_a_newer_record():
+    fs = MemFS()
+    s = Store(fs)
+    for n in range(1, 4):
+        commit(s, n)
+    commit(Store(fs), 4)  # a fresh Store that was never loaded
+    assert Store(fs).load().token == tok(4)
+
+
+def test_shorter_record_over_a_longer_one_in_place():
+    fs = MemFS()
+    s = Store(fs)
+    s.commit(Record(tok(1, size=1000), 5, 6, "-"))
+    s.commit(Record(tok(2), 5, 6, "-"))
+    s.commit(Record(tok(3, size=100), 5, 6, "-"))  # over slot a's 1000-character record
+    assert Store(fs).load().token == tok(3, size=100)

@@ -18,16 +18,21 @@ class MemFS:
         return None if data is None else data[:limit]
 
     def write(self, name, data):
+        # in place, like Files.write: the new bytes over the start of the old ones
+        old = self.files.get(name, b"")
         if self.full:
-            self.files[name] = b""  # open("wb") truncated it before the write failed
             raise OSError(28)  # ENOSPC
         if self.cut_after is not None:
             if self.cut_after == 0:
-                self.files[name] = bytes(data[: len(data) // 2])
+                half = bytes(data[: len(data) // 2])
+                self.files[name] = half + old[len(half):]
                 raise PowerLost()
             self.cut_after -= 1
         self.writes += 1
-        self.files[name] = bytes(data)
+        self.files[name] = bytes(data) + old[len(data):]
+
+    def mkdir(self, name):
+        pass
 
     def rename(self, old, new):
         self.files[new] = self.files.pop(old)
