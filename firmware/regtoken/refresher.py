@@ -11,12 +11,7 @@
 import json
 
 from . import policy
-
-try:
-    from typing import Callable  # for type checkers and IDEs; annotations cost no bytecode
-except ImportError:
-    pass
-from .answer import FORBIDDEN, GONE, RECOVERED, ROTATED, classify  # noqa: F401 (FORBIDDEN is a state too)
+from .answer import FORBIDDEN, GONE, RECOVERED, ROTATED, classify
 from .clock import Clock
 from .config import ConfigError
 from .dates import http_date
@@ -24,9 +19,14 @@ from .log import log as _log
 from .log import redact
 from .store import DEAD, NEVER, UNKNOWN, Files, Record, Store, StoreError, fingerprint
 
+try:
+    from typing import Callable  # for type checkers and IDEs; annotations cost no bytecode
+except ImportError:
+    pass
+
 HEALTHY = "healthy"
 BACKOFF = "backoff"
-PROVISION = "provision"  # FORBIDDEN ("forbidden") is the fourth state
+PROVISION = "provision"  # and FORBIDDEN, from answer: 403 is a state too
 PATH = "/devices/registration-tokens/refresh"
 
 

@@ -5,7 +5,7 @@
 # One exchange is a generator that yields (socket, poll event) whenever it would block;
 # `request` drives it with select.poll, `arequest` drives it inside asyncio, so the same
 # code serves a plain loop and an application's event loop.
-import errno
+import errno  # only names in MicroPython's default list: it has no EPROTO, no EFBIG
 import select
 import socket
 import time
@@ -66,7 +66,7 @@ def _read_all(s, limit):
         if not b or _complete(buf):
             return buf
         if len(buf) > limit:
-            raise WireError(errno.EFBIG, "answer larger than %d bytes" % limit)
+            raise WireError(errno.ENOBUFS, "answer larger than %d bytes" % limit)
 
 
 def _complete(buf):
@@ -110,7 +110,7 @@ def parse(buf):
     head, sep, body = buf.partition(b"\r\n\r\n")
     line = head.split(b"\r\n", 1)[0].split(b" ")
     if not sep or len(line) < 2 or not line[0].startswith(b"HTTP/1.") or not line[1].isdigit():
-        raise WireError(errno.EPROTO, "not an HTTP answer")
+        raise WireError(errno.EIO, "not an HTTP answer")
     h = _headers(head)
     try:
         if h.get(b"transfer-encoding", b"").lower() == b"chunked":
@@ -121,7 +121,7 @@ def parse(buf):
                 raise ValueError
             body = body[:n]
     except ValueError:
-        raise WireError(errno.EPROTO, "truncated or malformed body")
+        raise WireError(errno.EIO, "truncated or malformed body")
     return int(line[1]), {k.decode(): v.decode() for k, v in h.items()}, body
 
 
