@@ -1,0 +1,176 @@
+# mypy: ignore-errors
+# MicroPython probe for `make bench` (tools/bench.py copies it into a board directory):
+# the heap a program's code keeps, and the heap one token rotation allocates.
+#
+#   cd <board dir> && micropython bench_heap.py firmware|baseline CYCLES [--rom=IMAGE]
+#                                                                       [--reserve]
+#
+# The board directory holds config.json (a live reference server), main.py and the regtoken
+# package as .mpy (firmware), or naive_baseline.py (baseline). CYCLES 0 measures the
+# imports only. --rom=IMAGE imports the package from that ROMFS image mounted at /rom, where
+# the loader uses .mpy code in place as from a board's ROMFS partition (the image itself is
+# allocated before anything is measured). --reserve first grows the qstr pool, so that no
+# module is charged for a new pool table (they double in size, and whichever import needs
+# the next one would get all of it). Prints RESULT lines of JSON:
+#   {"what": "imports", "modules": {module: bytes it keeps on the heap}}
+#   {"what": "cycle", "alloc": [bytes allocated by each measured rotation, gc disabled],
+#    "kept": [bytes each rotation left live after gc.collect()],
+#    "parts": {edge: bytes allocated inside it during one rotation}, "rotations": n}
+import builtins
+import gc
+import json
+import sys
+
+
+def scrub(depth=40):
+    # The collector scans the C stack conservatively: stale pointers left there by a
+    # finished deep call (e.g. the compiler's) would keep garbage alive. Deep calls
+    # overwrite them.
+    return scrub(depth - 1) if depth else 0
+
+
+def live():
+    scrub()
+    gc.collect()
+    return gc.mem_alloc()
+
+
+def result(doc):
+    print("RESULT " + json.dumps(doc))
+
+
+class ImportCosts:
+    """An __import__ hook: the heap each newly loaded module keeps (its bytecode, qstrs,
+    functions, classes and globals), its own imports not included."""
+
+    def __init__(self):
+        self.modules = {}
+        self.stack = []  # per active import: [heap kept by nested imports, their modules]
+        self.real = builtins.__import__
+
+    def __call__(self, name, *args):
+        before = list(sys.modules)
+        self.stack.append([0, []])
+        start = live()
+        try:
+            return self.real(name, *args)
+        finally:
+            kept = live() - start
+            nested, inner = self.stack.pop()
+            new = [m for m in sys.modules if m not in before]
+            for m in new:
+                if m not in inner:
+                    self.modules[m] = kept - nested
+            if self.stack:
+                self.stack[-1][0] += kept
+                self.stack[-1][1].extend(new)
+
+
+def firmware():
+    """What main.py imports, the Refresher it builds, and one forced rotation."""
+    import main  # noqa: F401  (main.py: its own imports, not its loop)
+    import regtoken
+
+    r = regtoken.open("config.json")
+
+    def cycle():
+        r.force()
+        r.step()
+
+    wire, refresher = sys.modules["regtoken.wire"], sys.modules["regtoken.refresher"]
+    edges = ((r.http, "request"), (wire, "_complete"), (wire, "parse"),
+             (refresher, "classify"), (r.store, "commit"), (r, "log"))
+    return cycle, edges, lambda: r.counts["rotations"]
+
+
+def baseline():
+    import naive_baseline as nb
+
+    cfg = nb.load_config()
+    doc = [nb.load_token(cfg)]
+    done = [0]
+
+    def cycle():
+        doc[0] = nb.refresh(cfg, doc[0])
+        done[0] += 1
+
+    edges = ((nb, "put_token"), (nb.requests, "put"), (nb.requests.Response, "json"),
+             (nb, "save_token"), (nb, "log"))
+    return cycle, edges, lambda: done[0]
+
+
+def measure(cycle):
+    """(bytes allocated, bytes still live after a collection) for one call of cycle."""
+    before = live()
+    gc.disable()
+    start = gc.mem_alloc()
+    cycle()
+    alloc = gc.mem_alloc() - start
+    gc.enable()
+    return alloc, live() - before
+
+
+def tally(obj, name, parts):
+    """Wrap obj.name so that the bytes allocated inside it add up in parts[name]."""
+    inner = getattr(obj, name)
+    parts[name] = 0
+
+    def counted(*args, **kw):
+        start = gc.mem_alloc()
+        try:
+            return inner(*args, **kw)
+        finally:
+            parts[name] += gc.mem_alloc() - start
+
+    setattr(obj, name, counted)
+
+
+def reserve_qstrs(entries=1024):
+    """Intern dummy names until the qstr pool gets a table for ~entries more names."""
+    i = 0
+    gc.collect()
+    gc.disable()
+    while True:
+        before = gc.mem_alloc()
+        getattr(ImportCosts, "_q%d" % i, None)  # a missing attribute: the name is interned
+        i += 1
+        if gc.mem_alloc() - before >= entries * 8:
+            break
+    gc.enable()
+
+
+def mount_rom(image):
+    import vfs
+
+    with open(image, "rb") as f:
+        vfs.mount(vfs.VfsRom(f.read()), "/rom")
+    sys.path.insert(0, "/rom")
+
+
+def main(who, cycles, options):
+    if "--reserve" in options:
+        reserve_qstrs()
+    for opt in options:
+        if opt.startswith("--rom="):
+            mount_rom(opt[6:])
+    costs = ImportCosts()
+    builtins.__import__ = costs
+    cycle, edges, rotations = firmware() if who == "firmware" else baseline()
+    builtins.__import__ = costs.real
+    result({"what": "imports", "modules": costs.modules})
+    if not cycles:
+        return
+    for _ in range(2):  # warm-up: first-boot import, lazy imports, caches
+        cycle()
+    runs = [measure(cycle) for _ in range(cycles)]
+    parts = {}
+    for obj, name in edges:
+        if hasattr(obj, name):  # an edge the code no longer has is left out
+            tally(obj, name, parts)
+    parts["total"] = measure(cycle)[0]
+    result({"what": "cycle", "alloc": [a for a, _ in runs], "kept": [k for _, k in runs],
+            "parts": parts, "rotations": rotations()})
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3:])
