@@ -2,6 +2,7 @@
 # naming the key; nothing here touches the token store.
 import json
 
+from . import ConfigError
 from .answer import valid_token
 from .dates import rfc3339
 
@@ -19,10 +20,6 @@ DEFAULTS = {
     "sleep": "none",
     "led": None,
 }
-
-
-class ConfigError(Exception):
-    pass
 
 
 def _bad(key, why):

@@ -36,6 +36,9 @@ def connect(wifi, log, timeout_s=20, tries=3):
     for n in range(1, tries + 1):
         try:
             sta.disconnect()  # ESP32 refuses connect() while an old attempt is pending
+        except OSError:
+            pass  # nothing to drop
+        try:
             sta.connect(wifi["ssid"], wifi.get("password") or "")
         except OSError as e:
             log("wifi: connect %d/%d failed: %s" % (n, tries, e))

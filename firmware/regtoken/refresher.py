@@ -10,10 +10,9 @@
 # own scheduler can drive it.
 import json
 
-from . import policy
+from . import ConfigError, policy
 from .answer import FORBIDDEN, GONE, RECOVERED, ROTATED, classify
 from .clock import Clock
-from .config import ConfigError
 from .dates import http_date
 from .log import log as _log
 from .log import redact

@@ -1,4 +1,4 @@
-from regtoken.config import ConfigError, validate
+from regtoken import ConfigError, validate
 
 from cases.util import raises
 
