@@ -86,7 +86,7 @@ erase-token: $(VENV)/.ok ## remove token.a/token.b/*.bad after a typed yes (or C
 	  $(if $(call boards_on,$(CONFIRM)),--yes)
 
 virtual-board: $(VENV)/.ok ## unix port behind a pty at build/vboard/tty (MAIN=1 runs main.py)
-	$(BIN)/python tools/virtual_board.py --dir build/vboard \
+	@$(BIN)/python tools/virtual_board.py --dir build/vboard \
 	  $(if $(call boards_on,$(MAIN)),--main) $(if $(HEAP),--heap "$(HEAP)")
 
 # Each port's stubs in its own folder: they all ship machine.pyi, network.pyi, ...
@@ -106,3 +106,5 @@ powercut: $(VENV)/.ok ## cut the power at every flash write of 80 commits, littl
 
 
 # ---- benchmarks (issue 6) ----
+bench: $(VENV)/.ok ## firmware vs naive script on the unix port -> docs/benchmarks.md, .png (BENCH_ARGS=--quick)
+	$(BIN)/python tools/bench.py $(BENCH_ARGS)

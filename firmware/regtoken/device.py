@@ -6,6 +6,7 @@ import sys
 import time
 
 UNIX = sys.platform == "linux"
+RP2 = sys.platform == "rp2"
 
 # state: (blink pattern, one bit per 100 ms tick over one second, colour for an RGB LED)
 PATTERNS = {
@@ -16,7 +17,10 @@ PATTERNS = {
     "provision": (0b1111111111, (24, 0, 0)),  # steady, red: a person must act
 }
 STEADY = (0, 0b1111111111)
-MAX_NAP_MS = 3600000  # rp2's lightsleep counts microseconds in 32 bits (~71 min)
+# Longest single sleep: rp2 times sleeps in 32-bit microseconds (~71 min); elsewhere a
+# day keeps the milliseconds inside a 32-bit machine int. A longer wait is several naps.
+RP2_MAX_MS = 3600000
+MAX_MS = 86400000
 
 
 def connect(wifi, log, timeout_s=20, tries=3):
@@ -149,11 +153,12 @@ def sleep(seconds, deep=False):
     import machine
 
     ms = int(seconds * 1000)
+    cap = RP2_MAX_MS if RP2 else MAX_MS
     if deep:
-        machine.deepsleep(min(ms, MAX_NAP_MS))  # waking early only means sleeping again
+        machine.deepsleep(min(ms, cap))  # waking early only means main.py sleeps again
         return
     while ms > 0:
-        nap = min(ms, MAX_NAP_MS)
+        nap = min(ms, cap)
         machine.lightsleep(nap)
         ms -= nap
 

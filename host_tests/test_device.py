@@ -1,0 +1,293 @@
+"""firmware/regtoken/device.py on CPython, with fakes of network, machine, ntptime and
+neopixel in sys.modules (host_tests/fakes/board.py): no board, and nothing really sleeps."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from fakes.board import DeepSleep, FakeBoard
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEVICE = os.path.join(ROOT, "firmware", "regtoken", "device.py")
+WIFI = {"ssid": "lab", "password": "correct horse"}
+
+
+def load_device(unix: bool) -> Any:
+    """A fresh copy of device.py, so no state leaks between tests."""
+    spec = importlib.util.spec_from_file_location("device_under_test", DEVICE)
+    assert spec is not None and spec.loader is not None
+    mod: Any = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.UNIX = unix  # CPython says "linux" too: choose the port explicitly
+    return mod
+
+
+@pytest.fixture
+def board(monkeypatch: pytest.MonkeyPatch) -> FakeBoard:
+    b = FakeBoard()
+    b.install(monkeypatch)
+    return b
+
+
+@pytest.fixture
+def device(board: FakeBoard) -> Any:
+    mod = load_device(unix=False)
+    mod.time = board.clock
+    return mod
+
+
+class Log(list):  # type: ignore[type-arg]
+    def __call__(self, msg: str) -> None:
+        self.append(msg)
+
+
+# ---------------------------------------------------------------- Wi-Fi
+
+
+def test_connect_succeeds_once_the_link_is_up(device: Any, board: FakeBoard) -> None:
+    log = Log()
+    assert device.connect(WIFI, log, timeout_s=5) is True
+    assert ("connect", "lab", "correct horse") in board.calls
+    assert 500 <= board.clock.ms < 1000  # returned as soon as the link came up
+    assert "connected to lab as 192.0.2.10" in log[-1]
+
+
+def test_connect_times_out_after_every_try(device: Any, board: FakeBoard) -> None:
+    board.working_connect = None  # the access point never answers
+    log = Log()
+    assert device.connect(WIFI, log, timeout_s=2, tries=3) is False
+    assert board.connects == 3
+    assert board.clock.ms == 3 * 2000  # each try waits its full timeout, no longer
+    assert sum("no link after 2s" in line for line in log) == 3
+
+
+def test_connect_retries_until_a_try_works(device: Any, board: FakeBoard) -> None:
+    board.working_connect = 2
+    log = Log()
+    assert device.connect(WIFI, log, timeout_s=2, tries=3) is True
+    assert board.connects == 2
+    # a fresh try starts from a clean state: disconnect() before each connect()
+    kinds = [c[0] for c in board.calls if c[0] in ("connect", "disconnect")]
+    assert kinds == ["disconnect", "connect", "disconnect", "connect"]
+
+
+def test_connect_error_counts_as_a_failed_try(device: Any, board: FakeBoard) -> None:
+    board.connect_errors, board.working_connect = 1, 2
+    log = Log()
+    assert device.connect(WIFI, log, timeout_s=2, tries=2) is True
+    assert "connect 1/2 failed: Wifi Internal Error" in log[0]
+
+
+def test_connect_when_disconnect_complains(device: Any, board: FakeBoard) -> None:
+    board.disconnect_raises = True
+    assert device.connect(WIFI, Log(), timeout_s=2) is True
+    assert board.connects == 1
+
+
+def test_connect_is_cheap_when_up_and_reconnects_after_a_drop(
+    device: Any, board: FakeBoard
+) -> None:
+    assert device.connect(WIFI, Log()) is True
+    before = len(board.calls)
+    assert device.connect(WIFI, Log()) is True
+    assert len(board.calls) == before  # link up: no radio call at all
+    board.drop_link()
+    board.working_connect = board.connects + 1
+    assert device.connect(WIFI, Log()) is True
+    assert board.connects == 2
+
+
+def test_connect_without_wifi_config(device: Any, board: FakeBoard) -> None:
+    log = Log()
+    assert device.connect(None, log) is False
+    assert log == ["wifi: not configured"]
+    assert board.connects == 0
+
+
+def test_connect_on_unix_is_immediate(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "network", None)  # importing it would fail
+    assert load_device(unix=True).connect(None, Log()) is True
+
+
+# ---------------------------------------------------------------- NTP
+
+
+def test_ntp_failure_returns_false_after_bounded_tries(device: Any, board: FakeBoard) -> None:
+    board.ntp_failures = 99
+    log = Log()
+    assert device.sync_clock(log, tries=2, timeout_s=3) is False
+    assert board.ntp_timeout_seen == [3, 3]  # ntptime.timeout bounded every try
+    assert len(log) == 2 and "ntp: try 2/2 failed" in log[1]
+
+
+def test_ntp_retry_then_success(device: Any, board: FakeBoard) -> None:
+    board.ntp_failures = 1
+    log = Log()
+    assert device.sync_clock(log) is True
+    assert log[-1] == "ntp: clock set"
+
+
+def test_ntp_on_unix_trusts_the_host_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ntptime", None)
+    assert load_device(unix=True).sync_clock(Log()) is True
+
+
+# ---------------------------------------------------------------- LED
+
+
+def one_second(board: FakeBoard, pin: Any) -> list[int]:
+    """The pin levels over one blink period, starting at the state change."""
+    first = board.pins[pin].history[-1]
+    board.timers[-1].fire(9)
+    return [first] + board.pins[pin].history[-9:]
+
+
+@pytest.mark.parametrize("state", ["connecting", "healthy", "backoff", "forbidden"])
+def test_led_blinks_each_state_pattern(device: Any, board: FakeBoard, state: str) -> None:
+    led = device.Led({"pin": 2, "active_high": True, "timer": 0})
+    led.show(state)
+    bits = device.PATTERNS[state][0]
+    timer = board.timers[-1]
+    assert (timer.id, timer.period, timer.running) == (0, 100, True)
+    assert one_second(board, 2) == [bits >> (9 - i) & 1 for i in range(10)]
+
+
+def test_led_patterns_differ_between_states(device: Any) -> None:
+    bits = [device.PATTERNS[s][0] for s in device.PATTERNS]
+    assert len(set(bits)) == len(bits)
+
+
+def test_led_provision_is_steady_without_a_timer(device: Any, board: FakeBoard) -> None:
+    led = device.Led({"pin": "LED"})
+    led.show("connecting")
+    led.show("provision")
+    assert not board.timers[-1].running  # the blink timer was stopped
+    assert board.pins["LED"].history[-1] == 1
+    assert len(board.timers) == 1
+
+
+def test_led_active_low_inverts(device: Any, board: FakeBoard) -> None:
+    led = device.Led({"pin": 5, "active_high": False})
+    assert board.pins[5].history == [1]  # dark at start
+    led.show("provision")
+    assert board.pins[5].history[-1] == 0
+
+
+def test_led_same_state_keeps_the_phase(device: Any, board: FakeBoard) -> None:
+    led = device.Led({"pin": 2})
+    led.show("healthy")
+    led.show("healthy")
+    assert len(board.timers) == 1 and board.timers[0].running
+
+
+def test_led_rgb_shows_the_state_colour(device: Any, board: FakeBoard) -> None:
+    led = device.Led({"pin": 8, "rgb": True, "timer": 0})
+    led.show("provision")
+    assert board.pixels[0].written[-1] == device.PATTERNS["provision"][1]
+    led.show("backoff")
+    board.timers[-1].fire(5)
+    assert board.pixels[0].written[-1] == (0, 0, 0)  # the dark half of the slow blink
+
+
+def test_led_off_stops_the_timer(device: Any, board: FakeBoard) -> None:
+    led = device.Led({"pin": 2})
+    led.show("connecting")
+    led.off()
+    assert not board.timers[-1].running and board.pins[2].history[-1] == 0
+
+
+def test_led_unknown_state_is_an_error(device: Any) -> None:
+    with pytest.raises(ValueError, match="unknown state 'sleepy'"):
+        device.Led(None).show("sleepy")
+
+
+def test_led_without_hardware_is_a_no_op(device: Any, board: FakeBoard,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    device.Led(None).show("connecting")
+    monkeypatch.setitem(sys.modules, "machine", None)
+    load_device(unix=True).Led({"pin": 2}).show("healthy")
+    assert board.pins == {} and board.timers == []
+
+
+# ---------------------------------------------------------------- sleep and RTC memory
+
+
+def test_light_sleep(device: Any, board: FakeBoard) -> None:
+    device.sleep(90)
+    assert board.calls == [("lightsleep", 90000)]
+
+
+def test_long_sleep_is_cut_into_days(device: Any, board: FakeBoard) -> None:
+    # 3 days of milliseconds would overflow a 32-bit machine int on an ESP32
+    device.sleep(3 * 86400 + 0.5)
+    assert board.calls == [("lightsleep", 86400000)] * 3 + [("lightsleep", 500)]
+    with pytest.raises(DeepSleep):
+        device.sleep(30 * 86400, deep=True)
+    assert board.calls[-1] == ("deepsleep", 86400000)
+
+
+def test_long_sleep_is_cut_into_naps_on_rp2(device: Any, board: FakeBoard) -> None:
+    device.RP2 = True  # its sleep timer holds 32-bit microseconds
+    device.sleep(3 * 3600 + 1)
+    assert [c[1] for c in board.calls] == [3600000, 3600000, 3600000, 1000]
+    with pytest.raises(DeepSleep):
+        device.sleep(86400, deep=True)
+    assert board.calls[-1] == ("deepsleep", 3600000)  # wakes after an hour, sleeps again
+
+
+def test_deep_sleep_does_not_return(device: Any, board: FakeBoard) -> None:
+    with pytest.raises(DeepSleep):
+        device.sleep(120, deep=True)
+    assert board.calls == [("deepsleep", 120000)]
+
+
+def test_sleep_on_unix_uses_time_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    dev = load_device(unix=True)
+    slept: list[float] = []
+    monkeypatch.setattr(dev.time, "sleep", slept.append)
+    dev.sleep(2.5, deep=True)  # no deep sleep on unix: the process just waits
+    assert slept == [2.5]
+
+
+def test_rtc_memory_round_trip(device: Any, board: FakeBoard) -> None:
+    assert device.rtc_load() is None  # empty after a cold boot
+    device.rtc_save(b"\x01state")
+    assert device.rtc_load() == b"\x01state"
+
+
+def test_rtc_memory_absent_on_rp2(monkeypatch: pytest.MonkeyPatch) -> None:
+    rp2 = FakeBoard(rtc_memory=False)
+    rp2.install(monkeypatch)
+    dev = load_device(unix=False)
+    dev.rtc_save(b"x")  # a no-op, no error
+    assert dev.rtc_load() is None
+
+
+def test_rtc_memory_absent_on_unix() -> None:
+    dev = load_device(unix=True)
+    dev.rtc_save(b"x")
+    assert dev.rtc_load() is None
+
+
+# ---------------------------------------------------------------- the real unix port
+
+
+def test_device_runs_on_the_micropython_unix_port(micropython: str) -> None:
+    """The same file under MicroPython: imports, and the unix stand-ins behave."""
+    code = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "from regtoken import device\n"
+        "assert device.UNIX\n"
+        "assert device.connect({'ssid': 'x'}, print) and device.sync_clock(print)\n"
+        "led = device.Led({'pin': 2}); led.show('healthy'); led.off()\n"
+        "device.sleep(0.01)\n"
+        "assert device.rtc_load() is None\n"
+        "print('ok')\n" % os.path.join(ROOT, "firmware")
+    )
+    out = subprocess.run([micropython, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip().endswith("ok"), out.stdout + out.stderr
