@@ -21,7 +21,7 @@ $(VENV)/.ok: requirements-dev.txt
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-test: lint typecheck pytest ## ruff, mypy and every pytest tier
+test: lint typecheck typecheck-firmware pytest ## ruff, mypy (host and firmware) and every pytest tier
 
 lint: $(VENV)/.ok ## ruff over everything
 	$(BIN)/ruff check .

@@ -23,13 +23,13 @@ DEFAULTS = {
 
 
 def _bad(key, why):
-    raise ConfigError("config.json: '%s' %s" % (key, why))
+    return ConfigError("config.json: '%s' %s" % (key, why))
 
 
 def _number(cfg, key, lo, hi):
     v = cfg[key]
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-        _bad(key, "must be a number from %s to %s" % (lo, hi))
+        raise _bad(key, "must be a number from %s to %s" % (lo, hi))
 
 
 def validate(raw):
@@ -39,42 +39,42 @@ def validate(raw):
     cfg = dict(DEFAULTS)
     for k in raw:
         if k not in DEFAULTS and k not in ("api_url", "initial_expiration") and k[:1] != "_":
-            _bad(k, "is not a known key")
+            raise _bad(k, "is not a known key")
         cfg[k] = raw[k]
     url = cfg.get("api_url")
     if not isinstance(url, str) or url.split("://")[0] not in ("http", "https") or \
             len(url.split("/")) < 3 or not url.split("/")[2] or " " in url:
-        _bad("api_url", "must be an http:// or https:// URL")
+        raise _bad("api_url", "must be an http:// or https:// URL")
     cfg["api_url"] = url.rstrip("/")
     https = url.startswith("https://")
     for key in ("initial_token", "provisioning_token"):
         if cfg[key] is not None and not valid_token(cfg[key]):
-            _bad(key, "must be printable ASCII without spaces, at most 1024 characters")
+            raise _bad(key, "must be printable ASCII without spaces, at most 1024 characters")
     if "initial_expiration" in raw:
         try:
             cfg["initial_expiration"] = rfc3339(raw["initial_expiration"])
         except ValueError:
-            _bad("initial_expiration", "must be an RFC 3339 date-time or null")
+            raise _bad("initial_expiration", "must be an RFC 3339 date-time or null")
     if cfg["tls_verify"] not in (True, False):
-        _bad("tls_verify", "must be true or false")
+        raise _bad("tls_verify", "must be true or false")
     if cfg["ca_file"] is not None and not isinstance(cfg["ca_file"], str):
-        _bad("ca_file", "must be a file name")
+        raise _bad("ca_file", "must be a file name")
     if https and cfg["tls_verify"] and not cfg["ca_file"]:
-        _bad("ca_file", "is required for an https api_url (or set tls_verify to false)")
+        raise _bad("ca_file", "is required for an https api_url (or set tls_verify to false)")
     w = cfg["wifi"]
     if w is not None and not (isinstance(w, dict) and isinstance(w.get("ssid"), str)
                               and isinstance(w.get("password", ""), str)):
-        _bad("wifi", 'must be {"ssid": "...", "password": "..."}')
+        raise _bad("wifi", 'must be {"ssid": "...", "password": "..."}')
     _number(cfg, "timeout_s", 1, 300)
     _number(cfg, "backoff_min_s", 1, 86400)
     _number(cfg, "backoff_max_s", cfg["backoff_min_s"], 7 * 86400)
     if cfg["transport"] not in ("wire", "urequests") or \
             (cfg["transport"] == "urequests" and https):
-        _bad("transport", 'must be "wire", or "urequests" for an http:// api_url only')
+        raise _bad("transport", 'must be "wire", or "urequests" for an http:// api_url only')
     if cfg["sleep"] not in ("none", "light", "deep"):
-        _bad("sleep", 'must be "none", "light" or "deep"')
+        raise _bad("sleep", 'must be "none", "light" or "deep"')
     if not isinstance(cfg["store_dir"], str):
-        _bad("store_dir", "must be a directory name")
+        raise _bad("store_dir", "must be a directory name")
     return cfg
 
 

@@ -64,16 +64,16 @@ class Refresher:
         self.rand = rand or _random
         self.http = transport or make_transport(cfg)
         self.store = store or Store(Files(cfg["store_dir"]), self.log)
-        self.rec = None  # the committed record
+        self.rec: Record | None = None  # the committed record
         self.pending = None  # a new record the flash refused; retried before anything else
         self.state = None
         self.next_at = None
         self.wait = 0  # the last backoff wait, 0 after a success
         self.error = None
-        self.wake = None  # set by an event loop that sleeps until due_in()
+        self.wake: Callable[[], object] | None = None  # set by a loop that sleeps until due
         self.counts = {"attempts": 0, "rotations": 0, "recoveries": 0, "failures": 0}
-        self._token_cbs = []
-        self._state_cbs = []
+        self._token_cbs: list = []
+        self._state_cbs: list = []
         if cfg["api_url"].startswith("https://") and not cfg["tls_verify"]:
             self.log("WARNING: tls_verify is false: the server is not verified, and anyone "
                      "on the path can take the token")
@@ -197,12 +197,14 @@ class Refresher:
         h = {"Content-Type": "application/json"}
         if self.cfg["provisioning_token"]:
             h["Authorization"] = "DeviceToken " + self.cfg["provisioning_token"]
-        body = json.dumps({"registrationToken": self.rec.token}).encode()
+        rec = self.rec
+        assert rec, "no token to present"
+        body = json.dumps({"registrationToken": rec.token}).encode()
         return "PUT", self.cfg["api_url"] + PATH, body, h
 
     def _begin(self):
         self.counts["attempts"] += 1
-        self.log("refresh: presenting %s" % redact(self.rec.token))
+        self.log("refresh: presenting %s" % redact(self.token))
         return self.request()
 
     def _call(self):
@@ -221,6 +223,8 @@ class Refresher:
         """Act on one answer: (status, headers, body), or the exception the call raised."""
         if isinstance(answer, Exception):
             return self._fail("transport: %s %s" % (type(answer).__name__, answer), 0)
+        cur = self.rec
+        assert cur, "an answer without a request"
         status, headers, body = answer
         self._learn_time(headers)
         now = self.clock.now()
@@ -230,18 +234,18 @@ class Refresher:
                 self.counts["recoveries"] += 1
                 self.log("recovered (200): an earlier answer was lost; the server revoked "
                          "the token we never stored")
-            rec = Record(token, NEVER if exp is None else exp, self._due(now, exp), self.rec.seed)
+            rec = Record(token, NEVER if exp is None else exp, self._due(now, exp), cur.seed)
             self._keep(rec, "rotated (%d)" % status)
         elif kind == GONE:
-            self.rec.due = DEAD
+            cur.due = DEAD
             self._persist()
             self._set(PROVISION, None, "410: token invalid, expired or revoked; "
                                        "provision this device")
         elif kind == FORBIDDEN:
             self.wait = max(self.cfg["backoff_max_s"], retry)
-            self.rec.due = now + self.wait
+            cur.due = now + self.wait
             self._persist()
-            self._set(FORBIDDEN, self.rec.due, "403 forbidden: next try in %ds" % self.wait)
+            self._set(FORBIDDEN, cur.due, "403 forbidden: next try in %ds" % self.wait)
         else:
             self._fail(why, retry)
 

@@ -22,8 +22,8 @@
 try:
     from binascii import crc32
 except ImportError:  # ports built without it: slower, same numbers
-    def crc32(data, crc=0):
-        crc ^= 0xFFFFFFFF
+    def crc32(data, value=None):  # type: ignore[misc]  # stub: value is Optional[Any]
+        crc = (value or 0) ^ 0xFFFFFFFF
         for b in data:
             crc ^= b
             for _ in range(8):
@@ -37,6 +37,8 @@ NEVER = "-"
 UNKNOWN = "?"
 DEAD = -1  # `due` of a token the server refused for good (410)
 ENOSPC = 28  # MicroPython's own number on every port; its errno table often lacks the name
+ENOENT = 2
+EEXIST = 17
 
 
 class StoreError(Exception):
@@ -88,11 +90,13 @@ class Files:
         return self.root + "/" + name if self.root else name
 
     def read(self, name, limit):
+        """None if there is no such file; b"" if it is there but cannot be read (e.g. a
+        FAT directory entry torn by a cut reads as EIO): damage, not an empty slot."""
         try:
             with open(self.path(name), "rb") as f:
                 return f.read(limit)
-        except OSError:
-            return None
+        except OSError as e:
+            return None if e.args[:1] == (ENOENT,) else b""
 
     def write(self, name, data):
         """Overwrite from the start, in place: no truncation, no new allocation."""
@@ -109,8 +113,11 @@ class Files:
 
         try:
             os.mkdir(self.path(name))
-        except OSError:
-            pass  # it exists: FAT then writes nothing
+        except OSError as e:
+            # EEXIST: it is there (FAT then writes nothing). Anything else, e.g. no space
+            # (FAT's driver says EACCES then), is the commit's failure, not a later ENOENT.
+            if e.args[:1] != (EEXIST,):
+                raise
 
     def rename(self, old, new):
         import os
@@ -155,7 +162,7 @@ class Store:
     def commit(self, rec):
         if self.gen is None:
             self.load()  # never overwrite a newer record we have not seen
-        rec.gen = self.gen + 1
+        rec.gen = (self.gen or 0) + 1
         data = encode(rec)
         if len(data) > MAX_RECORD:
             raise StoreError("record too large")

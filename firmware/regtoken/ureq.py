@@ -4,7 +4,7 @@
 try:
     import requests
 except ImportError:
-    import urequests as requests
+    import urequests as requests  # type: ignore[no-redef]  # older ports name it so
 
 _KEEP = ("date", "retry-after")
 
@@ -23,7 +23,8 @@ class Urequests:
                 kept[k.strip().lower()] = v.strip()
 
         r = requests.request(method, url, data=body, headers=headers,
-                             timeout=self.timeout_s, parse_headers=keep)
+                             timeout=self.timeout_s,
+                             parse_headers=keep)  # type: ignore[arg-type]  # stub: bool only
         try:
             data = r.raw.read(self.limit + 1)
         finally:

@@ -24,7 +24,8 @@ def pem_to_der(data):
         return [data]
     from binascii import a2b_base64
 
-    out, b64 = [], None
+    out: list = []
+    b64: list | None = None
     for line in data.split(b"\n"):
         line = line.strip()
         if line.startswith(b"-----BEGIN CERTIFICATE"):
@@ -157,9 +158,9 @@ def _wrap(s, host, ca):
 
     ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
     if ca is None:
-        ctx.verify_mode = tls.CERT_NONE
+        ctx.verify_mode = tls.CERT_NONE  # type: ignore[attr-defined]  # stubs lack it
     else:
-        ctx.verify_mode = tls.CERT_REQUIRED
+        ctx.verify_mode = tls.CERT_REQUIRED  # type: ignore[attr-defined]
         for der in ca:
             ctx.load_verify_locations(der)
     return ctx.wrap_socket(s, server_hostname=host, do_handshake_on_connect=False)
