@@ -163,6 +163,16 @@ def sleep(seconds, deep=False):
         ms -= nap
 
 
+def woke_from_deep_sleep():
+    """True after a deep-sleep wake: the RTC kept the time and RTC memory the wait in
+    progress, so nothing needs Wi-Fi or NTP until a refresh is due."""
+    if UNIX:
+        return False
+    import machine
+
+    return machine.reset_cause() == getattr(machine, "DEEPSLEEP_RESET", -1)
+
+
 def rtc_load():
     """Bytes kept in RTC memory across deep sleep, or None (none kept, or no RTC memory:
     rp2 and the unix port)."""

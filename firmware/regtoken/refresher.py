@@ -129,18 +129,21 @@ class Refresher:
         self._state_cbs.append(cb)
 
     def suspend(self) -> bytes:
-        """What deep sleep would forget: the backoff in progress. For RTC memory."""
+        """What deep sleep would forget, for RTC memory: the wait in progress."""
         return ("%s %d %d" % (self.state, self.next_at or 0, self.wait)).encode()
 
     def resume(self, data) -> None:
-        """Continue a backoff or a 403 wait that deep sleep interrupted; else a no-op."""
+        """After a deep-sleep wake, go on with the wait that was in progress: a backoff, a
+        403 hold, or the next refresh with its jitter already drawn (a boot must not draw
+        a new boot delay each time the timer wakes it). Junk or None: a no-op."""
         try:
             state, next_at, wait = data.decode().split()
+            next_at, wait = int(next_at), int(wait)
         except (AttributeError, ValueError, UnicodeError):
             return
-        if state in (BACKOFF, FORBIDDEN) and self.state == HEALTHY and self.pending is None:
-            self.wait = int(wait)
-            self._set(state, int(next_at), "resumed after deep sleep")
+        if state in (HEALTHY, BACKOFF, FORBIDDEN) and self.state == HEALTHY and not self.pending:
+            self.wait = wait
+            self._set(state, next_at or None, "resumed after deep sleep")
 
     def status(self) -> dict:
         return {

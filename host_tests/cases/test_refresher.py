@@ -332,10 +332,26 @@ def test_backoff_survives_deep_sleep_through_suspend_and_resume():
     assert again.r.wait == 20  # the backoff kept growing
 
 
-def test_resume_ignores_junk_and_healthy_snapshots():
+def test_resume_ignores_junk():
     rig = Rig(issued(tok(1), iso(T0 + DAY)))
     rig.r.step()
     due = rig.r.next_at
-    for junk in (None, b"", b"garbage", b"\xff\xfe", rig.r.suspend()):
+    for junk in (None, b"", b"garbage", b"\xff\xfe", b"healthy x 0", b"provision 5 0"):
         rig.r.resume(junk)
         assert rig.r.state == HEALTHY and rig.r.next_at == due
+
+
+def test_timer_wake_keeps_the_boot_delay_already_drawn():
+    rig = Rig(issued(tok(1), iso(T0 + DAY)), issued(tok(2), iso(T0 + 2 * DAY)))
+    rig.r.step()
+    rig.clock.t = T0 + DAY - 1000  # off through the refresh point: a boot delay is drawn
+    rig.rnd = 0.9
+    first = rig.restart()
+    saved, wake_at = first.r.suspend(), first.r.next_at
+    assert wake_at > rig.clock.t
+    rig.clock.t = wake_at  # the deep-sleep timer fires
+    rig.rnd = 0.99
+    woken = rig.restart()
+    assert woken.r.due_in() > 0  # on its own it would draw a new delay, again and again
+    woken.r.resume(saved)
+    assert woken.r.due_in() == 0

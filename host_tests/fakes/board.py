@@ -46,6 +46,7 @@ class FakeBoard:
         self.ntp_failures = 0  # the first N settime() calls raise OSError
         self.ntp_timeout_seen: list[int] = []
         self.rtc_memory: bytes | None = b"" if rtc_memory else None
+        self.reset_cause = 1  # PWRON_RESET; 4 is DEEPSLEEP_RESET on ESP32
         self.pins: dict[Any, FakePin] = {}
         self.timers: list[FakeTimer] = []
         self.pixels: list[FakeNeoPixel] = []
@@ -148,7 +149,8 @@ class FakeBoard:
             raise DeepSleep(ms)
 
         return types.SimpleNamespace(Pin=Pin, Timer=Timer, RTC=RTC, lightsleep=lightsleep,
-                                     deepsleep=deepsleep)
+                                     deepsleep=deepsleep, DEEPSLEEP_RESET=4,
+                                     reset_cause=lambda: board.reset_cause)
 
     def _ntptime(self) -> Any:
         board = self

@@ -1,0 +1,82 @@
+# firmware/main.py's board path under CPython, with the fake network/machine/ntptime of
+# host_tests/fakes/board.py: what a deep-sleeping board does at each boot.
+import importlib.util
+import json
+import os
+import time
+from typing import Any
+
+import pytest
+from conftest import ROOT
+from fakes.board import DeepSleep, FakeBoard
+from regtoken import device, refresher
+from regtoken.store import Files, Record, Store
+
+WIFI = {"ssid": "lab", "password": "pw"}
+
+
+def load_main() -> Any:
+    spec = importlib.util.spec_from_file_location("main_under_test",
+                                                  os.path.join(ROOT, "firmware", "main.py"))
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def board(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> FakeBoard:
+    b = FakeBoard()
+    b.install(monkeypatch)
+    monkeypatch.setattr(device, "UNIX", False)
+    monkeypatch.setattr(device, "time", b.clock)
+    monkeypatch.setattr(refresher, "_random", lambda: 0.5)  # jitter and boot delay: fixed
+    monkeypatch.chdir(tmp_path)
+    with open("config.json", "w") as f:
+        json.dump({"api_url": "http://127.0.0.1:9", "wifi": WIFI, "sleep": "deep"}, f)
+    return b
+
+
+def store_token(due: int) -> None:
+    now = int(time.time())
+    Store(Files("")).commit(Record("A" * 248, now + 86400, due, "-"))
+
+
+def boot(board: FakeBoard) -> int:
+    """One boot of main.py until it goes to deep sleep; the sleep it asked for, in ms."""
+    board.calls.clear()
+    with pytest.raises(DeepSleep) as slept:
+        load_main().main()
+    return int(slept.value.args[0])
+
+
+def radio(board: FakeBoard) -> list[Any]:
+    return [c for c in board.calls if c[0] in ("connect", "settime")]
+
+
+def test_power_on_joins_wifi_sets_the_clock_then_sleeps_until_due(board: FakeBoard) -> None:
+    store_token(due=int(time.time()) + 3600)
+    ms = boot(board)
+    assert radio(board), "a cold boot joins Wi-Fi and asks NTP"
+    assert 3590_000 <= ms <= 3600_000
+    assert board.rtc_memory and board.rtc_memory.startswith(b"healthy ")
+
+
+def test_timer_wake_with_nothing_due_sleeps_again_without_the_radio(board: FakeBoard) -> None:
+    store_token(due=int(time.time()) + 7200)
+    boot(board)
+    board.reset_cause = 4  # DEEPSLEEP_RESET: the timer woke it
+    ms = boot(board)
+    assert radio(board) == []
+    assert 7180_000 <= ms <= 7200_000
+
+
+def test_timer_wake_keeps_the_boot_delay_instead_of_drawing_another(board: FakeBoard) -> None:
+    store_token(due=int(time.time()) - 60)  # off through its refresh point
+    first = boot(board)
+    saved = board.rtc_memory
+    assert first > 0, "an overdue boot waits a random delay"
+    board.reset_cause = 4
+    second = boot(board)
+    assert radio(board) == [] and board.rtc_memory == saved
+    assert second <= first  # the same wake-up time, not a fresh random delay
