@@ -101,7 +101,7 @@ typecheck-firmware: $(VENV)/.ok $(VENV)/stubs/.ok ## mypy: firmware/ against eac
 	  || exit 1; done
 
 # ---- power cut sweep (issue 4) ----
-powercut: $(VENV)/.ok ## cut the power at every flash write of 80 commits, littlefs2 + FAT
+powercut: $(VENV)/.ok ## cut the power at every flash write of 130 commits, littlefs2 + FAT
 	$(or $(MICROPYTHON),$(BIN)/micropython) tools/powercut_sweep.py
 
 

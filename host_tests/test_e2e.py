@@ -1,29 +1,13 @@
 # Tier 2, end to end: firmware/main.py on the real MicroPython unix port, in a temp board
 # directory, against the reference server over loopback.
-import hashlib
 import json
 import os
 import signal
 
 import pytest
 from refserver import RefServer
+from rig import sha, store_files, stored_tokens
 from unixboard import UnixBoard, layout
-
-
-def sha(token):
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def stored_tokens(board_dir):
-    """Every token in the board's store files (to scan output for leaks)."""
-    out = []
-    for name in os.listdir(board_dir):
-        if name.startswith("token."):
-            with open(os.path.join(board_dir, name), "rb") as f:
-                line = f.read().decode(errors="replace").strip()
-            if line.count(" ") >= 6:
-                out.append(line.split(" ", 6)[6])
-    return out
 
 
 class Rig:
@@ -148,8 +132,7 @@ def test_bad_config_stops_with_the_key_named_and_store_untouched(rig_factory, mi
     b = rig.boot()
     b.wait_for("rotated (201)")
     b.stop()
-    before = {n: open(os.path.join(rig.dir, n), "rb").read()
-              for n in os.listdir(rig.dir) if n.startswith("token.")}
+    before = store_files(rig.dir)
     cfg_path = os.path.join(rig.dir, "config.json")
     for bad, key in (({"api_url": "ftp://x"}, "api_url"),
                      ({"api_url": rig.srv.url, "timeout_s": -1}, "timeout_s"),
@@ -162,6 +145,4 @@ def test_bad_config_stops_with_the_key_named_and_store_untouched(rig_factory, mi
     os.remove(cfg_path)
     b = rig.boot()
     assert b.wait_exit() == 2 and any("config.json" in line for line in b.lines())
-    after = {n: open(os.path.join(rig.dir, n), "rb").read()
-             for n in os.listdir(rig.dir) if n.startswith("token.")}
-    assert after == before
+    assert before and store_files(rig.dir) == before

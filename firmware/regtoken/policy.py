@@ -25,5 +25,6 @@ def backoff(prev, lo, hi, rnd, retry_after=0):
     """Wait after a failure, given the previous wait (0 after a success): the first is at
     least `lo`, each further one at least doubles, jittered upward, capped at `hi`.
     A server's Retry-After is a floor, even above the cap."""
-    wait = lo + int(lo * rnd) if prev <= 0 else 2 * prev + int(prev * rnd)
+    base = lo if prev <= 0 else 2 * prev
+    wait = base + int((base // 2 + 1) * rnd + 0.5)  # rounded: a 1 s minimum jitters too
     return max(min(wait, hi), lo, retry_after or 0)

@@ -246,7 +246,7 @@ class Refresher:
                                        "provision this device")
         elif kind == FORBIDDEN:
             self.wait = max(self.cfg["backoff_max_s"], retry)
-            cur.due = now + self.wait
+            cur.due = now + self.wait + 1  # whole seconds: +1 so it is never early
             self._persist()
             self._set(FORBIDDEN, cur.due, "403 forbidden: next try in %ds" % self.wait)
         else:
@@ -257,7 +257,9 @@ class Refresher:
         c = self.cfg
         self.wait = policy.backoff(self.wait, c["backoff_min_s"], c["backoff_max_s"],
                                    self.rand(), retry)
-        self._set(BACKOFF, self.clock.now() + self.wait, "%s; retry in %ds" % (why, self.wait))
+        # now() drops the fraction of the current second: +1 so the wait is never shorter
+        self._set(BACKOFF, self.clock.now() + self.wait + 1,
+                  "%s; retry in %ds" % (why, self.wait))
 
     def _due(self, now, exp):
         if exp is None:

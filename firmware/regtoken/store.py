@@ -9,15 +9,16 @@
 # FAT on raw flash erases a whole sector before it programs it, so the layout also keeps
 # each slot's bytes out of every sector the other slot needs: the slots live in two
 # directories (their directory entries, rewritten at each close, sit in different
-# sectors), and a slot is rewritten in place, padded to PAD bytes, so that a commit never
-# allocates a cluster and never touches the allocation table.
+# sectors), both slot files exist from the first commit on, and a slot is rewritten in
+# place, so that a commit never allocates a cluster nor touches the allocation table.
 #
 # Record (one line, ASCII):  RT1 <crc32 hex> <gen> <exp> <due> <seed> <token>\n
 #   crc32 covers everything after it; exp is Unix seconds, "-" (never expires) or
 #   "?" (unknown, imported without an expiration); due is the Unix time of the next
 #   scheduled refresh (jitter included, so a restart keeps it), 0 for none, -1 once the
 #   server said 410; seed fingerprints the provisioning token this lineage came from, so
-#   an old config cannot import it twice. Bytes after the newline are padding.
+#   an old config cannot import it twice. Bytes after the newline are what is left of an
+#   older, longer record.
 
 try:
     from binascii import crc32
@@ -32,7 +33,6 @@ except ImportError:  # ports built without it: slower, same numbers
 
 SLOTS = ("token.a/record", "token.b/record")
 MAX_RECORD = 1200
-PAD = 512  # one FAT sector: a usual record (~300 bytes) never grows its file
 NEVER = "-"
 UNKNOWN = "?"
 DEAD = -1  # `due` of a token the server refused for good (410)
@@ -166,16 +166,16 @@ class Store:
         data = encode(rec)
         if len(data) > MAX_RECORD:
             raise StoreError("record too large")
-        data += b" " * (PAD - len(data))
         name = SLOTS[1 - self.slot]
         try:
             if rec.gen == 1:
-                # both directories before the first record, so that creating one can
-                # never disturb a record already stored under the other
+                # Both directories and both files before any later commit can need a new
+                # cluster: creating one can then never disturb a record under the other.
                 for slot in SLOTS:
                     self.fs.mkdir(slot.split("/")[0])
+                self.fs.write(SLOTS[self.slot], data)
             self.fs.write(name, data)
-            ok = self.fs.read(name, MAX_RECORD + 1)[: len(data)] == data
+            ok = (self.fs.read(name, MAX_RECORD + 1) or b"")[: len(data)] == data
         except OSError as e:
             # a full filesystem prints as a bare "28" on MicroPython: name it
             why = "filesystem full" if e.args[:1] == (ENOSPC,) else e

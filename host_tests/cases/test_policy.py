@@ -41,11 +41,15 @@ def test_backoff_starts_at_min_and_at_least_doubles_up_to_max():
         for _ in range(20):
             wait = policy.backoff(wait, 5, 3600, rnd)
             waits.append(wait)
-        assert 5 <= waits[0] < 10
+        assert 5 <= waits[0] <= 8
         for a, b in zip(waits, waits[1:]):
             assert b >= min(2 * a, 3600)
             assert b <= 3600
         assert waits[-1] == 3600
+
+
+def test_jitter_even_at_a_one_second_minimum():
+    assert len(set(policy.backoff(0, 1, 60, r / 10) for r in range(10))) > 1
 
 
 def test_retry_after_is_a_floor():

@@ -194,21 +194,23 @@ def test_empty_store_without_initial_token_needs_provisioning():
 def test_403_waits_backoff_max_even_across_restart():
     rig = Rig(problem(403), issued(tok(1)), backoff_max_s=7200)
     rig.r.step()
-    assert rig.r.state == FORBIDDEN and rig.r.due_in() == 7200
+    # whole seconds, and now() drops the current second's fraction: one more, never early
+    assert rig.r.state == FORBIDDEN and rig.r.due_in() == 7201
     assert rig.r.force() is False
     again = rig.restart()
-    assert again.r.due_in() == 7200
-    rig.clock.advance(7199)
+    assert again.r.due_in() == 7201
+    rig.clock.advance(7200)
     assert rig.r.step() == 1 and len(rig.http.calls) == 1
 
 
 def test_backoff_grows_and_caps_and_honours_retry_after():
     rig = Rig(*[problem(503)] * 12, backoff_min_s=5, backoff_max_s=600, rnd=0.0)
     rig.r.step()
-    waits = [rig.r.due_in()]
+    waits = [rig.r.wait]
     for _ in range(11):
+        assert rig.r.due_in() == rig.r.wait + 1  # never early by a second's fraction
         rig.run_until_due()
-        waits.append(rig.r.due_in())
+        waits.append(rig.r.wait)
     assert waits[0] == 5
     for a, b in zip(waits, waits[1:]):
         assert b >= min(2 * a, 600)
@@ -216,7 +218,7 @@ def test_backoff_grows_and_caps_and_honours_retry_after():
     assert rig.r.state == BACKOFF and rig.stored().token == tok(0)
     throttled = Rig(problem(412, {"retry-after": "900"}), backoff_min_s=5)
     throttled.r.step()
-    assert throttled.r.due_in() == 900
+    assert throttled.r.wait == 900 and throttled.r.due_in() == 901
 
 
 def test_every_transient_failure_backs_off_and_keeps_the_token():
@@ -239,7 +241,7 @@ def test_success_resets_backoff():
     rig.run_until_due()
     assert rig.r.state == HEALTHY
     rig.run_until_due()
-    assert rig.r.due_in() == 5
+    assert rig.r.wait == 5 and rig.r.due_in() == 6
 
 
 def test_full_flash_keeps_new_token_in_ram_and_retries_the_commit():

@@ -33,7 +33,7 @@ def test_commits_alternate_slots_and_newest_wins():
         commit(s, n)
         assert Store(fs).load().token == tok(n)
     assert sorted(fs.files) == sorted(SLOTS)
-    assert fs.writes == 5  # one write per commit, no temporary file
+    assert fs.writes == 6  # one write per commit (the first fills both), no temporary file
 
 
 def test_every_corruption_of_the_newest_falls_back_to_the_previous():
@@ -106,10 +106,11 @@ def test_power_cut_mid_commit_leaves_old_or_new():
         except PowerLost:
             pass
         rec = Store(fs).load()
+        being = tok((committed or 0) + 1)
         if committed is None:
-            assert rec is None
+            assert rec is None or rec.token == being
         else:
-            assert rec.token == tok(committed)
+            assert rec.token in (tok(committed), being)
 
 
 def test_record_format_is_checked():

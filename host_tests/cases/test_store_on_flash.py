@@ -1,9 +1,15 @@
 # Damaged stores on a real filesystem. Under MicroPython every case runs on each
 # filesystem a board may use (MicroPython's own littlefs2 and FAT drivers on a RAM
-# image); under CPython on a temporary directory. The same code, bare asserts.
+# image, fakes/flash.py's kinds); under CPython on a temporary directory. The same code,
+# bare asserts.
+#
+# The layout (regtoken/store.py): each slot is a file `record` in its own directory
+# (token.a/, token.b/), a one-line record rewritten in place (no truncation: what follows
+# its newline is left of an older, longer record).
 #
 # Every case: load() gives the newest valid token (or None), keeps each damaged slot
-# as <slot>.bad, and the next commit lands beside the surviving record and loads back.
+# as <slot>.bad (token.a/record.bad), and the next commit lands beside the surviving
+# record and loads back.
 import os
 import sys
 
@@ -11,10 +17,13 @@ from regtoken.store import SLOTS, Files, Record, Store, decode
 
 from cases.util import tok
 
+SECTOR = 512
+
 MICROPYTHON = sys.implementation.name == "micropython"
+DEVICES = {}  # type: dict  # MicroPython: mount point -> (kind, BlockDev)
 
 
-def roots():
+def roots(kinds=None):
     """Fresh, empty store directories to run a case in."""
     if not MICROPYTHON:
         import atexit
@@ -27,10 +36,12 @@ def roots():
     from fakes import flash
 
     out = []
-    for kind in flash.NAMES:
+    for kind in kinds or flash.ALL:
         where = "/store-" + kind
         flash.unmount(where)
-        flash.mount(flash.blank(kind), kind, where)
+        dev = flash.blank(kind)
+        flash.mount(dev, kind, where)
+        DEVICES[where] = (kind, dev)
         out.append(where)
     return out
 
@@ -56,18 +67,35 @@ def read(root, name):
 
 
 def write(root, name, data):
+    """Replace the file `name` (creating its directory if need be) with data."""
+    folder = name.rpartition("/")[0]
+    if folder and folder not in os.listdir(root):
+        os.mkdir(root + "/" + folder)
     with open(root + "/" + name, "wb") as f:
         f.write(data)
+
+
+def exists(root, name):
+    folder, _, base = name.rpartition("/")
+    try:
+        return base in os.listdir(root + "/" + folder if folder else root)
+    except OSError:  # no such directory
+        return False
 
 
 def flip(data, i, bit=0x01):
     return data[:i] + bytes([data[i] ^ bit]) + data[i + 1 :]
 
 
+def line(data):
+    """The record itself: everything up to its newline (the rest: an older record's tail)."""
+    return data[: data.index(b"\n") + 1]
+
+
 def slot_tokens(root):
     out = []
     for name in SLOTS:
-        rec = decode(read(root, name)) if name in os.listdir(root) else None
+        rec = decode(read(root, name)) if exists(root, name) else None
         out.append(rec.token if rec else None)
     return out
 
@@ -78,9 +106,8 @@ def recovers(root, expected, damaged, where=""):
     rec = store.load()
     got = rec.token if rec else None
     assert got == expected, "%s: loaded %r" % (where, got and got[:6])
-    names = os.listdir(root)
     for name, data in damaged.items():
-        assert name not in names, "%s: %s still there" % (where, name)
+        assert not exists(root, name), "%s: %s still there" % (where, name)
         assert read(root, name + ".bad") == data, "%s: %s.bad differs" % (where, name)
     commit(store, 9)
     if expected is not None:  # the commit went to the damaged slot, not over the survivor
@@ -100,27 +127,48 @@ def damage_case(make_bad, fallback_to_previous, where):
 
 
 def test_bit_flip_in_the_newest_slot_falls_back_to_the_previous_token():
-    damage_case(lambda good: flip(good, len(good) // 2), True, "flip newest")
+    damage_case(lambda good: flip(good, len(line(good)) // 2), True, "flip newest")
 
 
 def test_bit_flip_in_the_older_slot_keeps_the_newest_token():
     damage_case(lambda good: flip(good, 30), False, "flip older")
 
 
-def test_a_flip_of_any_byte_is_caught():
+def test_a_flip_of_any_byte_of_the_record_is_caught():
     for root in roots():
         newest, _ = stored(root, 2)
         good = read(root, newest)
-        for i in range(len(good)):
+        for i in range(len(line(good))):
             write(root, newest, flip(good, i))
             rec = Store(Files(root)).load()
             assert rec is not None and rec.token == tok(1, 220), "flip at byte %d" % i
             assert read(root, newest + ".bad") == flip(good, i)
 
 
+def test_a_flip_after_the_record_is_no_damage():
+    for root in roots():
+        store = Store(Files(root))
+        for n, size in ((1, 900), (2, 300), (3, 200)):  # 3 lands over 1's longer record
+            store.commit(Record(tok(n, size), 5, 6, "-"))
+        newest = SLOTS[0]
+        good = read(root, newest)
+        assert len(good) > len(line(good)) + 600, root  # in place: the old tail is there
+        for i in (len(line(good)), len(line(good)) + 1, len(good) - 1):
+            write(root, newest, flip(good, i))
+            assert Store(Files(root)).load().token == tok(3, 200), "flip at byte %d" % i
+            assert exists(root, newest) and not exists(root, newest + ".bad"), root
+
+
 def test_truncated_newest_slot_falls_back():
-    for keep in (1, 12, 13, 100, -2, -1):
-        damage_case(lambda good, keep=keep: good[:keep], True, "truncated to %d" % keep)
+    for keep in (1, 12, 13, 100, -2, -1):  # inside the record: it loses its newline
+        damage_case(lambda good, keep=keep: line(good)[:keep], True, "truncated to %d" % keep)
+
+
+def test_a_record_without_its_padding_is_still_valid():
+    for root in roots():
+        newest, _ = stored(root)
+        write(root, newest, line(read(root, newest)))
+        recovers(root, tok(3, 260), {}, "unpadded on " + root)
 
 
 def test_zero_length_slot_falls_back():
@@ -128,13 +176,14 @@ def test_zero_length_slot_falls_back():
 
 
 def test_erased_or_zeroed_or_oversized_slot_falls_back():
-    for junk in (b"\xff" * 512, b"\x00" * 512, b"RT1 " + b"A" * 5000 + b"\n"):
+    for junk in (b"\xff" * SECTOR, b"\x00" * SECTOR, b"RT1 " + b"A" * 5000 + b"\n"):
         damage_case(lambda good, junk=junk: junk, True, "junk %d" % len(junk))
 
 
 def test_stray_files_are_left_alone():
     strays = {"token.tmp": b"half a rec", "token.a.tmp": b"", "token.a.bad": b"old damage",
-              "token.c": b"RT1 00000000 9 - 0 - x\n"}
+              "token.a/record.tmp": b"half", "token.b/junk": b"x",
+              "token.c/record": b"RT1 00000000 9 - 0 - x\n"}
     for root in roots():
         stored(root)
         for name, data in strays.items():
@@ -155,9 +204,10 @@ def test_both_slots_damaged_load_none_and_the_store_recovers():
 
 def test_damaged_slot_with_the_other_missing_loads_none():
     for root in roots():
-        newest, previous = stored(root, 1)  # only the first slot exists
-        assert previous not in os.listdir(root)
-        bad = {newest: read(root, newest)[:-1]}
+        newest, previous = stored(root, 1)
+        os.remove(root + "/" + previous)  # e.g. lost with its directory entry
+        assert exists(root, newest) and not exists(root, previous), root
+        bad = {newest: line(read(root, newest))[:-1]}
         write(root, newest, bad[newest])
         recovers(root, None, bad, "lone damaged slot on " + root)
 
@@ -169,3 +219,62 @@ def test_a_later_damage_replaces_the_earlier_bad_copy():
         Store(Files(root)).load()
         write(root, newest, b"second damage")
         recovers(root, tok(2, 240), {newest: b"second damage"}, "twice on " + root)
+
+
+def test_a_shorter_record_over_a_longer_one_in_place():
+    for root in roots():
+        store = Store(Files(root))
+        store.commit(Record(tok(1, 1000), 5, 6, "-"))
+        store.commit(Record(tok(2, 248), 5, 6, "-"))
+        store.commit(Record(tok(3, 100), 5, 6, "-"))  # over slot a's 1000-character record
+        assert len(read(root, SLOTS[0])) > 1000, root  # rewritten in place, not truncated
+        assert Store(Files(root)).load().token == tok(3, 100), root
+
+
+def test_both_slots_exist_from_the_first_commit_and_never_grow():
+    for root in roots():
+        store = Store(Files(root))
+        sizes = set()
+        for n in range(1, 7):
+            store.commit(Record(tok(n, 248), 1800000000, 1799990000, "0badf00d"))
+            assert all(exists(root, name) for name in SLOTS), "%s after commit %d" % (root, n)
+            sizes |= set(len(read(root, name)) for name in SLOTS)
+        assert len(sizes) == 1, (root, sizes)  # same-size records: rewritten in place
+
+
+# -- a torn FAT directory entry (MicroPython's FAT driver only) --
+
+
+def tear_entry(root, name):
+    """Unmount root and erase the last ten bytes (time, date, first cluster, size) of the
+    FAT directory entry of `name`, as a cut in the program of its directory's sector on
+    raw flash leaves it; then mount the result as the next power-up finds it."""
+    from fakes import flash
+
+    kind, dev = DEVICES[root]
+    flash.unmount(root)
+    image = bytearray(dev.image())
+    folder, _, base = name.rpartition("/")
+    clusters = flash.fat_names(image)
+    cluster = [c for c in clusters if clusters[c] == folder + "/"][0]
+    _, _, data, spc = flash.fat_regions(image)
+    start = ((cluster - 2) * spc + data) * flash.block_size(kind)
+    entry = bytes(image).find((base.upper() + " " * 11)[:11].encode(), start)
+    assert start <= entry < start + spc * flash.block_size(kind), name
+    image[entry + 22 : entry + 32] = b"\xff" * 10
+    dev = flash.device(kind, bytes(image))
+    flash.mount(dev, kind, root)
+    DEVICES[root] = (kind, dev)
+
+
+def test_an_unreadable_slot_is_set_aside_and_the_store_recovers():
+    if not MICROPYTHON:
+        return  # needs a FAT image to tear; CPython's directories cannot be torn
+    for root in roots(("fat", "fat-flash")):
+        newest, _ = stored(root)
+        tear_entry(root, newest)
+        store = Store(Files(root))
+        assert store.load().token == tok(2, 240), root
+        assert not exists(root, newest) and exists(root, newest + ".bad"), root
+        commit(store, 9)
+        assert Store(Files(root)).load().token == tok(9, 380), root
