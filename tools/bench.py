@@ -303,8 +303,9 @@ def import_costs(plan: Plan, who: str, *options: str) -> dict[str, int]:
 
 def idle(plan: Plan, who: str, mode: str) -> dict[str, Any]:
     horizon = str(2.2 * plan.idle_lifetime)
+    board = {} if mode == "unix" else {"sleep": mode, "wifi": {"ssid": "bench", "password": ""}}
     lines = board_probe(plan, who, ["bench_idle.py", who, mode, horizon], plan.idle_lifetime,
-                        sleep="none" if mode == "unix" else mode)
+                        **board)
     intervals = []  # [wakes, seconds slept] between two rotations
     for line in lines:
         if ROTATED in line:

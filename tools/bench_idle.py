@@ -23,6 +23,10 @@ class Horizon(BaseException):
     """The probe is over: a BaseException, so no `except Exception` in a loop catches it."""
 
 
+class Reboot(BaseException):
+    """machine.deepsleep() does not return on a board: it reboots into main.py."""
+
+
 class VirtualTime:
     """Stands in for the `time` module: the clock runs at real speed plus all the time
     the program has slept."""
@@ -61,12 +65,19 @@ class Board:
         self.clock = clock
         self.STA_IF = 0
         self.rtc = b""
+        self.DEEPSLEEP_RESET = 4
+        self.cause = 1  # power on
+
+    def reset_cause(self):
+        return self.cause
 
     def lightsleep(self, ms):
         self.clock.nap(ms)
 
     def deepsleep(self, ms):
-        self.clock.nap(ms)  # on a board: a reboot into main.py, which resumes from the store
+        self.clock.nap(ms)
+        self.cause = self.DEEPSLEEP_RESET
+        raise Reboot()  # into main.py, which resumes from the store and RTC memory
 
     def WLAN(self, _mode):
         return self
@@ -95,7 +106,11 @@ def run(who, mode):
     from regtoken import device
 
     device.UNIX = mode == "unix"  # light / deep: the board path of device.sleep
-    return main.main()
+    while True:
+        try:
+            return main.main()
+        except Reboot:
+            print("[idle] reboot")
 
 
 def start(who, mode, horizon):

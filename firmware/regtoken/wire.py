@@ -11,6 +11,8 @@ import socket
 import time
 
 MAX_ANSWER = 6144  # status line + headers + body; a token object is ~300 bytes
+CHUNKED = -2
+AT_EOF = -1
 _KEEP = (b"date", b"retry-after", b"content-length", b"transfer-encoding")
 
 
@@ -57,39 +59,49 @@ def _send(s, data, want):
 
 
 def _read_all(s, limit):
+    """The whole answer: up to EOF, or to where its headers say it ends, so that a server
+    keeping the connection open does not cost us the deadline."""
     buf = b""
+    end = 0  # 0 until the headers are in, then _end()'s verdict
     while True:
         b = s.read(512)
         if b is None:
             yield s, select.POLLIN
             continue
-        buf += b
-        if not b or _complete(buf):
+        if not b:
             return buf
+        buf += b
         if len(buf) > limit:
             raise WireError(errno.ENOBUFS, "answer larger than %d bytes" % limit)
+        if not end:
+            end = _end(buf)
+        if (end > 0 and len(buf) >= end) or (end == CHUNKED and buf.endswith(b"0\r\n\r\n")):
+            return buf
 
 
-def _complete(buf):
-    # Connection: close ends most answers; these two end earlier so a server that keeps
-    # the connection open does not cost us the deadline.
-    head, sep, body = buf.partition(b"\r\n\r\n")
-    if not sep:
-        return False
-    h = _headers(head)
+def _end(data):
+    """Where an answer ends: its length, CHUNKED, AT_EOF, or 0 (headers not all in)."""
+    i = data.find(b"\r\n\r\n")
+    if i < 0:
+        return 0
+    h = _headers(data[:i])
     if h.get(b"transfer-encoding", b"").lower() == b"chunked":
-        return body.endswith(b"0\r\n\r\n")
-    n = h.get(b"content-length")
-    return n is not None and n.isdigit() and len(body) >= int(n)
+        return CHUNKED
+    n = h.get(b"content-length", b"")
+    return i + 4 + int(n) if n.isdigit() else AT_EOF
 
 
 def _headers(head):
+    """The few headers we use, by lower-case name. Searched for, not split into lines:
+    every copy counts on a small heap."""
+    low = head.lower()
     out = {}
-    for line in head.split(b"\r\n")[1:]:
-        k, _, v = line.partition(b":")
-        k = k.strip().lower()
-        if k in _KEEP:
-            out[k] = v.strip()
+    for k in _KEEP:
+        i = low.find(b"\r\n" + k + b":")
+        if i >= 0:
+            i += len(k) + 3
+            j = low.find(b"\r\n", i)
+            out[k] = head[i:j if j >= 0 else len(head)].strip()
     return out
 
 
@@ -108,11 +120,11 @@ def _dechunk(body):
 
 def parse(buf):
     """(status, headers with str lower-case names, body) from a whole HTTP answer."""
-    head, sep, body = buf.partition(b"\r\n\r\n")
-    line = head.split(b"\r\n", 1)[0].split(b" ")
-    if not sep or len(line) < 2 or not line[0].startswith(b"HTTP/1.") or not line[1].isdigit():
+    i = buf.find(b"\r\n\r\n")
+    if i < 0 or buf[:7] != b"HTTP/1." or buf[8:9] != b" " or not buf[9:12].isdigit():
         raise WireError(errno.EIO, "not an HTTP answer")
-    h = _headers(head)
+    h = _headers(buf[:i])
+    body = buf[i + 4:]
     try:
         if h.get(b"transfer-encoding", b"").lower() == b"chunked":
             body = _dechunk(body)
@@ -123,13 +135,14 @@ def parse(buf):
             body = body[:n]
     except ValueError:
         raise WireError(errno.EIO, "truncated or malformed body")
-    return int(line[1]), {k.decode(): v.decode() for k, v in h.items()}, body
+    return int(buf[9:12]), {k.decode(): v.decode() for k, v in h.items()}, body
 
 
-def exchange(url, method, body, headers, ca):
-    """Generator for one request; returns (status, headers, body). `ca`: DER list, or None
-    for an unverified https connection (only ever by the config's explicit opt-out)."""
-    tls, host, port, path = split_url(url)
+def exchange(parts, method, body, headers, ca):
+    """Generator for one request to split_url()'s `parts`; returns (status, headers,
+    body). `ca`: DER list, or None for an unverified https connection (only ever by the
+    config's explicit opt-out)."""
+    tls, host, port, path = parts
     ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
     s = socket.socket(ai[0], socket.SOCK_STREAM, ai[2])
     try:
@@ -182,10 +195,13 @@ class Wire:
     def __init__(self, timeout_s, ca=None):
         self.timeout_s = timeout_s
         self.ca = ca
+        self.url = self.parts = None  # the URL never changes: split it once
 
     def _start(self, method, url, body, headers):
+        if url != self.url:
+            self.url, self.parts = url, split_url(url)
         deadline = time.ticks_add(time.ticks_ms(), int(self.timeout_s * 1000))
-        return exchange(url, method, body, headers, self.ca), deadline
+        return exchange(self.parts, method, body, headers, self.ca), deadline
 
     def request(self, method, url, body, headers):
         gen, deadline = self._start(method, url, body, headers)
