@@ -197,20 +197,19 @@ class Wire:
         self.ca = ca
         self.url = self.parts = None  # the URL never changes: split it once
 
-    def _start(self, method, url, body, headers):
+    def _steps(self, method, url, body, headers):
+        """Yields (poll, deadline) whenever the exchange would block; returns its answer.
+        The two drivers below differ only in how they wait."""
         if url != self.url:
             self.url, self.parts = url, split_url(url)
         deadline = time.ticks_add(time.ticks_ms(), int(self.timeout_s * 1000))
-        return exchange(self.parts, method, body, headers, self.ca), deadline
-
-    def request(self, method, url, body, headers):
-        gen, deadline = self._start(method, url, body, headers)
+        gen = exchange(self.parts, method, body, headers, self.ca)
         try:
             want = next(gen)
             while True:
                 p = select.poll()
                 p.register(want[0], want[1])
-                p.poll(_left(deadline))
+                yield p, deadline
                 want = gen.send(None)
         except StopIteration as e:
             return e.value
@@ -218,23 +217,29 @@ class Wire:
             raise _tls_error(e)
         finally:
             gen.close()
+
+    def request(self, method, url, body, headers):
+        steps = self._steps(method, url, body, headers)
+        try:
+            while True:
+                p, deadline = next(steps)
+                p.poll(_left(deadline))
+        except StopIteration as e:
+            return e.value
+        finally:
+            steps.close()  # a timeout: close the socket now, not at the next gc
 
     async def arequest(self, method, url, body, headers):
         import asyncio
 
-        gen, deadline = self._start(method, url, body, headers)
+        steps = self._steps(method, url, body, headers)
         try:
-            want = next(gen)
             while True:
-                p = select.poll()
-                p.register(want[0], want[1])
+                p, deadline = next(steps)
                 while not p.poll(0):
                     _left(deadline)
                     await asyncio.sleep_ms(10)  # the other tasks run; at most 10 ms of lag
-                want = gen.send(None)
         except StopIteration as e:
             return e.value
-        except ValueError as e:
-            raise _tls_error(e)
         finally:
-            gen.close()
+            steps.close()
