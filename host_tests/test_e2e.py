@@ -5,46 +5,7 @@ import os
 import signal
 
 import pytest
-from refserver import RefServer
-from rig import sha, store_files, stored_tokens
-from unixboard import UnixBoard, layout
-
-
-class Rig:
-    def __init__(self, tmp_path, micropython, lifetime=60.0, grace=30.0, initial_exp=False,
-                 **cfg):
-        self.srv = RefServer(db=str(tmp_path / "server.sqlite3"), lifetime=lifetime,
-                             grace=grace, log=None).start()
-        self.minted = self.srv.mint()
-        self.dir = str(tmp_path / "board")
-        config = {"api_url": self.srv.url, "initial_token": self.minted["registrationToken"],
-                  "backoff_min_s": 1, "backoff_max_s": 4, "timeout_s": 5}
-        if initial_exp:
-            config["initial_expiration"] = self.minted["expirationTime"]
-        config.update(cfg)
-        self.config = config
-        layout(self.dir, config)
-        self.micropython = micropython
-        self.boards = []
-
-    def boot(self):
-        b = UnixBoard(self.dir, self.micropython).start()
-        self.boards.append(b)
-        return b
-
-    def refreshes(self):
-        return [r for r in self.srv.stats()["requests"] if r.get("token_sha256")]
-
-    def close(self):
-        for b in self.boards:
-            b.stop(signal.SIGKILL)
-        self.srv.stop()
-
-    def assert_no_leak(self):
-        text = "\n".join(line for b in self.boards for line in b.lines())
-        secrets = [self.minted["registrationToken"]] + stored_tokens(self.dir)
-        for s in secrets:
-            assert s[:16] not in text, "a token leaked into the device log"
+from rig import Rig, sha, store_files, stored_tokens
 
 
 @pytest.fixture
@@ -52,7 +13,7 @@ def rig_factory(tmp_path, micropython):
     rigs = []
 
     def make(**kw):
-        rigs.append(Rig(tmp_path, micropython, **kw))
+        rigs.append(Rig(tmp_path, micropython, name="rig%d" % len(rigs), **kw))
         return rigs[-1]
 
     yield make
