@@ -14,8 +14,8 @@
 # - littlefs with progsize=128: a record of up to 512 bytes lives inline in its
 #   directory's metadata, which a filler file does not use up: commits still fit.
 # - FAT: an in-place rewrite needs no cluster and fits; a slot file that does not exist
-#   yet (the first commit into token.b, or after its damaged file was set aside) needs
-#   one and fails.
+#   yet (the first commit ever, which creates both, or after a damaged file was set
+#   aside) needs one and fails.
 import os
 
 from cases.util import raises, tok

@@ -12,7 +12,7 @@ from fakes import flash
 
 KINDS = flash.NAMES  # the default sweep of `make powercut`
 # 118 uncut warm-up commits age the image so that the 12 swept ones include a littlefs
-# metadata compaction even with 4 KiB blocks (gens 126 and 127); every write point,
+# metadata compaction even with 4 KiB blocks (gens 124 and 127); every write point,
 # clean and torn (a stride of 2 would never cut the last write of a commit: they all
 # take an even number). Both slot files exist by then: every commit rewrites in place.
 STEADY = ["--warmup=118", "--commits=12", "--stride=1", "--json"]

@@ -3,8 +3,8 @@
 # chosen flash write (tools/powercut_live.py), against the reference server.
 #
 # A calibration run without a cut learns which write points the first two live
-# rotations take (the first creates token.b/record, the second rewrites a slot in
-# place). Then, for every write point of both, a fresh device and server: cut there,
+# rotations take (both rewrite a slot in place: the import, the first commit, created
+# both slot files). Then, for every write point of both, a fresh device and server: cut there,
 # restart from the surviving image without a cut, and check that the device carries on:
 # it loads the old or the new token, its next refresh succeeds (201 with the new one;
 # 200, the server's recovery path, with the old one, whose child the cut lost), and the

@@ -14,8 +14,8 @@
 # write points and the programs and erases they took:
 #
 #   [powercut] load: gen 2 token abcdef...(248) sha256 <64 hex>
-#   [powercut] commit gen 3: write points 14..19 (6), 5 programs, 1 erases; token ...
-#   [powercut] power cut at write point 16, in the commit of gen 3; image saved
+#   [powercut] commit gen 3: write points 24..28 (5), 4 programs, 1 erases; token ...
+#   [powercut] power cut at write point 26, in the commit of gen 3; image saved
 #
 # A token is never printed whole: its first 6 characters, its length, its SHA-256.
 # blockdev.py is imported from beside this file (copy it into the board directory), else

@@ -281,7 +281,7 @@ def table(rows):
 
 
 def options(argv):
-    # 130: the first littlefs metadata compaction with 4 KiB blocks comes at gen 126
+    # 130: the first littlefs metadata compaction with 4 KiB blocks comes at gen 124
     opts = {"commits": 130, "warmup": 0, "stride": 1, "seed": 4, "trace": 0,
             "kinds": ",".join(flash.NAMES)}
     opts["json"] = "--json" in argv
