@@ -73,6 +73,8 @@ def validate(raw):
         raise _bad("transport", 'must be "wire", or "urequests" for an http:// api_url only')
     if cfg["sleep"] not in ("none", "light", "deep"):
         raise _bad("sleep", 'must be "none", "light" or "deep"')
+    if cfg["led"] is not None and not isinstance(cfg["led"], dict):
+        raise _bad("led", 'must be an object like {"pin": 2, "active_high": true}')
     if not isinstance(cfg["store_dir"], str):
         raise _bad("store_dir", "must be a directory name")
     return cfg

@@ -55,6 +55,8 @@ def test_each_bad_value_names_its_key():
     refused("backoff_max_s", backoff_min_s=60, backoff_max_s=30)
     refused("transport", transport="curl")
     refused("sleep", sleep="hibernate")
+    refused("led", led=2)
+    refused("store_dir", store_dir=None)
     refused("bakoff_min_s", bakoff_min_s=5)
 
 
