@@ -198,7 +198,8 @@ def sweep(kind, opts, specs):
     run = prepare(kind, opts, specs)
     points, costs, overprograms = uncut(kind, run[0], run[2])
     # overprograms: NOR programs onto unerased bytes, which a driver should never do
-    tally = {"kind": kind, "points": points, "tried": 0, "overprograms": overprograms}
+    tally = {"kind": kind, "block": flash.block_size(kind), "points": points, "tried": 0,
+             "overprograms": overprograms}
     for name in OUTCOMES:
         tally[name] = 0
     for k in range(1, points + 1, opts["stride"]):
@@ -251,6 +252,7 @@ def show_trace(kind, opts, specs):
 # (title, key, width, conversion); the first column is left-aligned
 COLUMNS = (
     ("filesystem", "kind", -14, "s"),
+    ("block", "block", 5, "d"),
     ("points", "points", 6, "d"),
     ("tried", "tried", 6, "d"),
     ("old", "old", 5, "d"),
