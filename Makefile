@@ -26,7 +26,7 @@ test: lint typecheck typecheck-firmware pytest ## ruff, mypy (host and firmware)
 lint: $(VENV)/.ok ## ruff over everything
 	$(BIN)/ruff check .
 
-typecheck: $(VENV)/.ok ## mypy: host code, and firmware against the board stubs
+typecheck: $(VENV)/.ok ## mypy over the host code (tools, tests, examples)
 	$(BIN)/mypy
 
 pytest: $(VENV)/.ok ## every pytest tier (CPython, then the real MicroPython unix port)
@@ -81,7 +81,7 @@ logs: $(VENV)/.ok ## watch the device's output (Ctrl-] leaves; LOG=<file> keeps 
 board-info: $(VENV)/.ok ## port, MicroPython version, free flash, regtoken files, token state
 	@$(BIN)/python tools/boardctl.py $(BOARD_ARGS) board-info
 
-erase-token: $(VENV)/.ok ## remove token.a/token.b/*.bad after a typed yes (or CONFIRM=yes)
+erase-token: $(VENV)/.ok ## remove the token store (token.a/, token.b/) after a typed yes (or CONFIRM=yes)
 	@$(BIN)/python tools/boardctl.py $(BOARD_ARGS) erase-token \
 	  $(if $(call boards_on,$(CONFIRM)),--yes)
 
