@@ -11,8 +11,9 @@ import socket
 import time
 
 MAX_ANSWER = 6144  # status line + headers + body; a token object is ~300 bytes
+AT_EOF = -1  # where an answer ends, when its headers give no length
 CHUNKED = -2
-AT_EOF = -1
+MALFORMED = -3
 _KEEP = (b"date", b"retry-after", b"content-length", b"transfer-encoding")
 
 
@@ -59,36 +60,42 @@ def _send(s, data, want):
 
 
 def _read_all(s, limit):
-    """The whole answer: up to EOF, or to where its headers say it ends, so that a server
-    keeping the connection open does not cost us the deadline."""
+    """(the whole answer, its _head() or None): up to EOF, or to where its headers say it
+    ends, so that a server keeping the connection open does not cost us the deadline."""
     buf = b""
-    end = 0  # 0 until the headers are in, then _end()'s verdict
+    head = None
     while True:
         b = s.read(512)
         if b is None:
             yield s, select.POLLIN
             continue
         if not b:
-            return buf
+            return buf, head
         buf += b
         if len(buf) > limit:
             raise WireError(errno.ENOBUFS, "answer larger than %d bytes" % limit)
-        if not end:
-            end = _end(buf)
-        if (end > 0 and len(buf) >= end) or (end == CHUNKED and buf.endswith(b"0\r\n\r\n")):
-            return buf
+        if head is None:
+            head = _head(buf)
+        if head and ((head[2] > 0 and len(buf) >= head[2])
+                     or (head[2] == CHUNKED and buf.endswith(b"0\r\n\r\n"))):
+            return buf, head
 
 
-def _end(data):
-    """Where an answer ends: its length, CHUNKED, AT_EOF, or 0 (headers not all in)."""
-    i = data.find(b"\r\n\r\n")
+def _head(buf):
+    """(where the headers end, the headers, where the answer ends: a length, CHUNKED,
+    AT_EOF or MALFORMED), parsed once; None while the headers are not all in."""
+    i = buf.find(b"\r\n\r\n")
     if i < 0:
-        return 0
-    h = _headers(data[:i])
+        return None
+    h = _headers(buf[:i])
+    n = h.get(b"content-length")
     if h.get(b"transfer-encoding", b"").lower() == b"chunked":
-        return CHUNKED
-    n = h.get(b"content-length", b"")
-    return i + 4 + int(n) if n.isdigit() else AT_EOF
+        end = CHUNKED
+    elif n is None:
+        end = AT_EOF
+    else:
+        end = i + 4 + int(n) if n.isdigit() else MALFORMED
+    return i, h, end
 
 
 def _headers(head):
@@ -118,21 +125,21 @@ def _dechunk(body):
         body = rest[n + 2:]
 
 
-def parse(buf):
-    """(status, headers with str lower-case names, body) from a whole HTTP answer."""
-    i = buf.find(b"\r\n\r\n")
-    if i < 0 or buf[:7] != b"HTTP/1." or buf[8:9] != b" " or not buf[9:12].isdigit():
+def parse(buf, head):
+    """(status, headers with str lower-case names, body) from a whole HTTP answer and
+    its _head()."""
+    if head is None or buf[:7] != b"HTTP/1." or buf[8:9] != b" " or not buf[9:12].isdigit():
         raise WireError(errno.EIO, "not an HTTP answer")
-    h = _headers(buf[:i])
-    body = buf[i + 4:]
+    i, h, end = head
     try:
-        if h.get(b"transfer-encoding", b"").lower() == b"chunked":
-            body = _dechunk(body)
-        elif b"content-length" in h:
-            n = int(h[b"content-length"])
-            if len(body) < n:
-                raise ValueError
-            body = body[:n]
+        if end == CHUNKED:
+            body = _dechunk(buf[i + 4:])
+        elif end == AT_EOF:
+            body = buf[i + 4:]
+        elif 0 < end <= len(buf):
+            body = buf[i + 4:end]
+        else:
+            raise ValueError
     except ValueError:
         raise WireError(errno.EIO, "truncated or malformed body")
     return int(buf[9:12]), {k.decode(): v.decode() for k, v in h.items()}, body
@@ -161,7 +168,8 @@ def exchange(parts, method, body, headers, ca):
             req += "%s: %s\r\n" % (k, headers[k])
         # a TLS write that cannot proceed is waiting for the server's handshake data
         yield from _send(s, req.encode() + b"\r\n" + body, select.POLLIN if tls else select.POLLOUT)
-        return parse((yield from _read_all(s, MAX_ANSWER)))
+        buf, head = yield from _read_all(s, MAX_ANSWER)
+        return parse(buf, head)
     finally:
         s.close()
 
