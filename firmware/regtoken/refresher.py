@@ -246,7 +246,7 @@ class Refresher:
                                        "provision this device")
         elif kind == FORBIDDEN:
             self.wait = max(self.cfg["backoff_max_s"], retry)
-            cur.due = now + self.wait + 1  # whole seconds: +1 so it is never early
+            cur.due = self._after(self.wait)
             self._persist()
             self._set(FORBIDDEN, cur.due, "403 forbidden: next try in %ds" % self.wait)
         else:
@@ -257,9 +257,11 @@ class Refresher:
         c = self.cfg
         self.wait = policy.backoff(self.wait, c["backoff_min_s"], c["backoff_max_s"],
                                    self.rand(), retry)
-        # now() drops the fraction of the current second: +1 so the wait is never shorter
-        self._set(BACKOFF, self.clock.now() + self.wait + 1,
-                  "%s; retry in %ds" % (why, self.wait))
+        self._set(BACKOFF, self._after(self.wait), "%s; retry in %ds" % (why, self.wait))
+
+    def _after(self, wait):
+        # now() drops the fraction of the current second: +1 so a wait is never shorter
+        return self.clock.now() + wait + 1
 
     def _due(self, now, exp):
         if exp is None:
