@@ -12,14 +12,7 @@ for sub in ("firmware", "host_tests", "tools"):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-
-def find_micropython():
-    """Path of the MicroPython unix port: $MICROPYTHON, the venv's, or one on PATH."""
-    env = os.environ.get("MICROPYTHON")
-    if env:
-        return env if os.path.exists(env) or shutil.which(env) else None
-    venv = os.path.join(ROOT, ".venv", "bin", "micropython")
-    return venv if os.path.exists(venv) else shutil.which("micropython")
+from unixboard import find_micropython  # noqa: E402  (tools/ is on the path from here)
 
 
 def need(tool, path, why):

@@ -20,9 +20,10 @@ FIRMWARE = os.path.join(ROOT, "firmware")
 
 
 def find_micropython() -> str | None:
+    """The MicroPython unix port: $MICROPYTHON, the venv's, or one on PATH; None if none."""
     env = os.environ.get("MICROPYTHON")
     if env:
-        return env
+        return env if os.path.exists(env) or shutil.which(env) else None
     venv = os.path.join(ROOT, ".venv", "bin", "micropython")
     return venv if os.path.exists(venv) else shutil.which("micropython")
 
