@@ -102,7 +102,7 @@ typecheck-firmware: $(VENV)/.ok $(VENV)/stubs/.ok ## mypy: firmware/ against eac
 
 # ---- power cut sweep (issue 4) ----
 powercut: $(VENV)/.ok ## cut the power at every flash write of 130 commits, littlefs2 + FAT
-	$(or $(MICROPYTHON),$(BIN)/micropython) tools/powercut_sweep.py
+	$(or $(MICROPYTHON),$(BIN)/micropython) tools/powercut/sweep.py
 
 
 # ---- benchmarks (issue 6) ----

@@ -6,6 +6,7 @@ import sys
 _here = __file__.rpartition("/")[0] or "."
 sys.path.insert(0, _here)
 sys.path.insert(0, _here + "/../firmware")
+sys.path.append(_here + "/../tools")  # the power-losing flash of tools/powercut
 
 
 def run(names):

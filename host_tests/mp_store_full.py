@@ -19,7 +19,7 @@
 import os
 
 from cases.util import raises, tok
-from fakes import flash
+from powercut import images
 from regtoken.store import SLOTS, Files, Record, Store, StoreError
 
 WHERE = "/full"
@@ -65,25 +65,25 @@ def loaded():
 def token_after_power_up(kind, dev):
     """What a boot right now would find: a fresh driver on a copy of the bytes, mounted
     beside the live filesystem, which carries on undisturbed."""
-    flash.mount(flash.device(kind, dev.image()), kind, BOOT)
+    images.mount(images.device(kind, dev.image()), kind, BOOT)
     try:
         rec = Store(Files(BOOT)).load()
     finally:
-        flash.unmount(BOOT)
+        images.unmount(BOOT)
     return rec.token if rec else None
 
 
 def full_store(kind, commits):
     """Mounts a fresh `kind`, commits tok(1)..tok(commits), fills the filesystem.
     Returns the device and the store."""
-    dev = flash.blank(kind)
-    flash.unmount(WHERE)
-    flash.mount(dev, kind, WHERE)
+    dev = images.blank(kind)
+    images.unmount(WHERE)
+    images.mount(dev, kind, WHERE)
     store = Store(Files(WHERE))
     store.load()
     for n in range(1, commits + 1):
         commit(store, n)
-    assert fill(WHERE, flash.block_size(kind)) > 0
+    assert fill(WHERE, images.block_size(kind)) > 0
     return dev, store
 
 
@@ -130,21 +130,21 @@ def full_commit_case(kind, commits):
     commit(store, 11)
     assert loaded() == token_of(11), where
     assert token_after_power_up(kind, dev) == token_of(11), where
-    flash.unmount(WHERE)
+    images.unmount(WHERE)
 
 
 def test_the_first_commit_ever_into_a_full_filesystem_fails_clearly():
-    for kind in flash.ALL:
+    for kind in images.ALL:
         full_commit_case(kind, 0)
 
 
 def test_a_full_filesystem_after_the_first_commit():
-    for kind in flash.ALL:
+    for kind in images.ALL:
         full_commit_case(kind, 1)  # the first commit created both slot files
 
 
 def test_a_commit_that_rewrites_its_slot_in_place():
-    for kind in flash.ALL:
+    for kind in images.ALL:
         full_commit_case(kind, 2)
         full_commit_case(kind, 3)
 
@@ -159,7 +159,7 @@ def test_full_fat_rewrite_in_place_leaves_the_newest_slot_alone():
         with open(newest, "rb") as f:
             assert f.read() == kept, kind
         assert token_after_power_up(kind, dev) == token_of(4), kind
-        flash.unmount(WHERE)
+        images.unmount(WHERE)
 
 
 def test_repeated_failures_keep_the_old_token():
@@ -169,4 +169,4 @@ def test_repeated_failures_keep_the_old_token():
             assert_clear(kind, raises(StoreError, commit, store, n))
         assert loaded() == token_of(commits), kind
         assert token_after_power_up(kind, dev) == token_of(commits), kind
-        flash.unmount(WHERE)
+        images.unmount(WHERE)

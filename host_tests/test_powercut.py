@@ -1,16 +1,15 @@
 # Tier 2: the store's atomic swap under power cuts at every write point, on MicroPython's
-# own littlefs2 and FAT drivers (tools/powercut_sweep.py, reduced), and a full filesystem
+# own littlefs2 and FAT drivers (tools/powercut/sweep.py, reduced), and a full filesystem
 # (mp_store_full.py). The damaged-store cases (cases/test_store_on_flash.py) run under
 # CPython directly and under MicroPython through test_micropython_tier.py.
 import json
-import os
 import subprocess
 
 import pytest
 from conftest import ROOT
-from fakes import flash
+from powercut import images
 
-KINDS = flash.NAMES  # the default sweep of `make powercut`
+KINDS = images.NAMES  # the default sweep of `make powercut`
 # 118 uncut warm-up commits age the image so that the 12 swept ones include a littlefs
 # metadata compaction even with 4 KiB blocks (gens 124 and 127); every write point,
 # clean and torn (a stride of 2 would never cut the last write of a commit: they all
@@ -41,7 +40,7 @@ def results(stdout):
 
 
 def sweep(micropython, kind, args, stride):
-    p = run(micropython, ["tools/powercut_sweep.py", "--kinds=" + kind, *args])
+    p = run(micropython, ["tools/powercut/sweep.py", "--kinds=" + kind, *args])
     row = results(p.stdout).get(kind)
     assert row, p.stdout[-2000:] + p.stderr[-2000:]
     # every cut point was tried (clean and torn) and hit a commit
@@ -69,7 +68,7 @@ def test_a_cut_in_the_first_commits_leaves_nothing_or_the_old_or_the_new_token(
 def test_in_place_commits_stay_cheap(micropython):
     # FAT: the record's sector and its directory's, nothing else (no allocation table);
     # littlefs with a 512-byte cache: the record inline in one metadata commit
-    p = run(micropython, ["tools/powercut_sweep.py", "--kinds=fat,fat-flash,lfs2-4096-p128",
+    p = run(micropython, ["tools/powercut/sweep.py", "--kinds=fat,fat-flash,lfs2-4096-p128",
                           "--warmup=2", "--commits=12", "--stride=1000", "--json"])
     rows = results(p.stdout)
     assert (rows["fat"]["prog_per_commit"], rows["fat"]["erase_per_commit"]) == (2, 0)
@@ -80,7 +79,7 @@ def test_in_place_commits_stay_cheap(micropython):
 
 
 def test_the_trace_names_the_blocks_around_a_cut(micropython):
-    p = run(micropython, ["tools/powercut_sweep.py", "--kinds=fat-flash", "--trace=3"])
+    p = run(micropython, ["tools/powercut/sweep.py", "--kinds=fat-flash", "--trace=3"])
     lines = p.stdout.splitlines()
     words = [line.split() for line in lines if line.endswith(" bytes")]
     assert [int(w[1] if w[0] == ">>" else w[0]) for w in words] == list(range(1, 8)), p.stdout
@@ -94,38 +93,11 @@ def test_full_filesystem_under_micropython(micropython):
     assert p.returncode == 0 and " passed, 0 failed" in p.stdout, p.stdout + p.stderr
 
 
-# The sweep must have teeth: stores that are not atomic have to show up as lost.
-NAIVE = """
-import sys
-sys.path.insert(0, %(tools)r)
-import powercut_sweep
-from regtoken import store
-
-def commit(self, rec):
-    if self.gen is None:
-        self.load()
-    rec.gen = self.gen + 1
-    self.fs.mkdir("token.a")
-    %(write)s
-    self.gen = rec.gen
-    return rec
-
-store.Store.commit = commit
-powercut_sweep.main(["--commits=4", "--json"])
-"""
-# one slot, rewritten in place (unpadded)
-IN_PLACE = 'self.fs.write(store.SLOTS[0], store.encode(rec))'
-# one slot, written beside and renamed over (the remove-then-rename of Files.rename)
-TMP_RENAME = ('self.fs.write("token.a/record.tmp", store.encode(rec)); '
-              'self.fs.rename("token.a/record.tmp", store.SLOTS[0])')
-
-
+# The sweep must have teeth: stores that are not atomic have to show up as lost
+# (probes/naive_store_sweep.py).
 @pytest.mark.parametrize("write,lossy",
-                         [(IN_PLACE, ["fat", "fat-flash"]), (TMP_RENAME, list(KINDS))],
-                         ids=["in-place", "tmp-then-rename"])
-def test_the_sweep_catches_a_store_that_is_not_atomic(micropython, tmp_path, write, lossy):
-    script = tmp_path / "naive.py"
-    script.write_text(NAIVE % {"tools": os.path.join(ROOT, "tools"), "write": write})
-    rows = results(run(micropython, [str(script)]).stdout)
+                         [("in-place", ["fat", "fat-flash"]), ("tmp-then-rename", list(KINDS))])
+def test_the_sweep_catches_a_store_that_is_not_atomic(micropython, write, lossy):
+    rows = results(run(micropython, ["host_tests/probes/naive_store_sweep.py", write]).stdout)
     assert sorted(rows) == sorted(KINDS)
     assert [k for k in KINDS if rows[k]["lost"] + rows[k]["garbage"] > 0] == lossy

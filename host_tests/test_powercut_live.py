@@ -1,6 +1,6 @@
 # Tier 2, the whole firmware under power loss: firmware/main.py on the real MicroPython
 # unix port, its token store on a littlefs2 image (4 KiB blocks) that loses power at a
-# chosen flash write (tools/powercut_live.py), against the reference server.
+# chosen flash write (tools/powercut/live.py), against the reference server.
 #
 # A calibration run without a cut learns which write points the first two live
 # rotations take (both rewrite a slot in place: the import, the first commit, created
@@ -78,8 +78,9 @@ class Device:
         layout(self.dir, {"api_url": self.srv.url, "initial_token": self.minted,
                           "store_dir": "/flash", "backoff_min_s": 1, "backoff_max_s": 4,
                           "timeout_s": 5})
-        shutil.copy(os.path.join(ROOT, "tools", "powercut_live.py"), self.dir)
-        shutil.copy(os.path.join(ROOT, "host_tests", "fakes", "blockdev.py"), self.dir)
+        powercut = os.path.join(ROOT, "tools", "powercut")
+        shutil.copy(os.path.join(powercut, "live.py"), os.path.join(self.dir, "powercut_live.py"))
+        shutil.copy(os.path.join(powercut, "blockdev.py"), self.dir)
         self.boards = []
 
     def boot(self, *args):

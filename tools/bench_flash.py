@@ -1,10 +1,10 @@
 # mypy: ignore-errors
 # MicroPython probe for `make bench`: flash wear of one token rotation, on MicroPython's own
-# littlefs2 and FAT drivers over the counting block device of host_tests/fakes.
+# littlefs2 and FAT drivers over the counting block device of tools/powercut.
 #
 #   micropython tools/bench_flash.py [ROTATIONS] [KIND,...]
 #
-# Filesystems: host_tests/fakes/flash.py's littlefs2 (4 KiB blocks, MicroPython's default
+# Filesystems: tools/powercut/images.py's littlefs2 (4 KiB blocks, MicroPython's default
 # geometry as on an ESP32) and FAT images, and one built here on the same BlockDev: littlefs2
 # formatted and mounted with progsize=128, whose 512-byte cache keeps a ~300-byte file
 # inline in its directory's metadata instead of in a data block of its own.
@@ -19,7 +19,6 @@ import sys
 
 HERE = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
 sys.path.insert(0, HERE)
-sys.path.insert(0, HERE + "/../host_tests")
 sys.path.insert(0, HERE + "/../firmware")
 
 import binascii  # noqa: E402
@@ -29,8 +28,8 @@ import random  # noqa: E402
 import time  # noqa: E402
 
 import naive_baseline  # noqa: E402
-from fakes import flash  # noqa: E402
-from fakes.blockdev import BlockDev  # noqa: E402
+from powercut import images as flash  # noqa: E402
+from powercut.blockdev import BlockDev  # noqa: E402
 from regtoken.store import Files, Record, Store, fingerprint  # noqa: E402
 
 WHERE = "/flash"

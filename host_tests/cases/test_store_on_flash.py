@@ -1,6 +1,6 @@
 # Damaged stores on a real filesystem. Under MicroPython every case runs on each
 # filesystem a board may use (MicroPython's own littlefs2 and FAT drivers on a RAM
-# image, fakes/flash.py's kinds); under CPython on a temporary directory. The same code,
+# image, tools/powercut/images.py's kinds); under CPython on a temporary directory. The same code,
 # bare asserts.
 #
 # The layout (regtoken/store.py): each slot is a file `record` in its own directory
@@ -33,14 +33,14 @@ def roots(kinds=None):
         path = tempfile.mkdtemp(prefix="regtoken-store-")
         atexit.register(shutil.rmtree, path, True)
         return [path]
-    from fakes import flash
+    from powercut import images
 
     out = []
-    for kind in kinds or flash.ALL:
+    for kind in kinds or images.ALL:
         where = "/store-" + kind
-        flash.unmount(where)
-        dev = flash.blank(kind)
-        flash.mount(dev, kind, where)
+        images.unmount(where)
+        dev = images.blank(kind)
+        images.mount(dev, kind, where)
         DEVICES[where] = (kind, dev)
         out.append(where)
     return out
@@ -249,21 +249,21 @@ def tear_entry(root, name):
     """Unmount root and erase the last ten bytes (time, date, first cluster, size) of the
     FAT directory entry of `name`, as a cut in the program of its directory's sector on
     raw flash leaves it; then mount the result as the next power-up finds it."""
-    from fakes import flash
+    from powercut import images
 
     kind, dev = DEVICES[root]
-    flash.unmount(root)
+    images.unmount(root)
     image = bytearray(dev.image())
     folder, _, base = name.rpartition("/")
-    clusters = flash.fat_names(image)
+    clusters = images.fat_names(image)
     cluster = [c for c in clusters if clusters[c] == folder + "/"][0]
-    _, _, data, spc = flash.fat_regions(image)
-    start = ((cluster - 2) * spc + data) * flash.block_size(kind)
+    _, _, data, spc = images.fat_regions(image)
+    start = ((cluster - 2) * spc + data) * images.block_size(kind)
     entry = bytes(image).find((base.upper() + " " * 11)[:11].encode(), start)
-    assert start <= entry < start + spc * flash.block_size(kind), name
+    assert start <= entry < start + spc * images.block_size(kind), name
     image[entry + 22 : entry + 32] = b"\xff" * 10
-    dev = flash.device(kind, bytes(image))
-    flash.mount(dev, kind, root)
+    dev = images.device(kind, bytes(image))
+    images.mount(dev, kind, root)
     DEVICES[root] = (kind, dev)
 
 

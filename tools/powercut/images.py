@@ -2,7 +2,7 @@
 # MicroPython only: CPython has no os.VfsLfs2 / os.VfsFat.
 import os
 
-from fakes.blockdev import BlockDev, PowerCut
+from powercut.blockdev import BlockDev, PowerCut
 
 # name -> (driver, block size, block count, erase_first, mkfs and mount options). Small
 # images keep a sweep's many replays cheap; littlefs still has room to allocate and compact.

@@ -1,11 +1,12 @@
-# The whole firmware under power loss, on the MicroPython unix port. Run in a unix board
-# directory (tools/unixboard.py's layout, config.json with "store_dir": "/flash"):
+# The whole firmware under power loss, on the MicroPython unix port. Copied as
+# powercut_live.py into a unix board directory (tools/unixboard.py's layout, config.json
+# with "store_dir": "/flash") and run there:
 #
 #   micropython powercut_live.py [K [TORN]]   the device loop; the power goes after write K
 #   micropython powercut_live.py show         what the store on the image holds, and exit
 #
 # K (else $POWERCUT_AT, else 0 = never) counts the flash's write points (programs and
-# erases, host_tests/fakes/blockdev.py) from this power-up; TORN (0 <= TORN < 1) lands
+# erases, tools/powercut/blockdev.py) from this power-up; TORN (0 <= TORN < 1) lands
 # only that fraction of the K-th write. The flash is a littlefs2 image with 4 KiB blocks
 # in flash.img (formatted when missing), mounted at /flash. The device loop then runs
 # exactly as firmware/main.py runs it (import main, main.main()), until SIGINT (exit 0,
@@ -18,23 +19,23 @@
 #   [powercut] power cut at write point 26, in the commit of gen 3; image saved
 #
 # A token is never printed whole: its first 6 characters, its length, its SHA-256.
-# blockdev.py is imported from beside this file (copy it into the board directory), else
-# from the repository's host_tests/fakes.
+# blockdev.py is imported from beside this file (copy it into the board directory too), else
+# from the repository's tools/powercut.
 import os
 import sys
 
 HERE = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
 IMAGE = "flash.img"
 BLOCK = 4096
-BLOCKS = 32  # 128 KiB, like host_tests/fakes/flash.py's lfs2-4096
+BLOCKS = 32  # 128 KiB, like tools/powercut/images.py's lfs2-4096
 MOUNT = "/flash"
 CUT = 99  # exit status after a power cut
 
 try:
     from blockdev import BlockDev, PowerCut  # type: ignore[import-not-found]
 except ImportError:
-    sys.path.append(HERE + "/../host_tests")
-    from fakes.blockdev import BlockDev, PowerCut
+    sys.path.append(HERE + "/..")
+    from powercut.blockdev import BlockDev, PowerCut
 
 cut_in = []  # type: list  # the generation whose commit the cut hit
 

@@ -1,9 +1,9 @@
 # Power-cut sweep of the token store, run by MicroPython itself on its real drivers:
 #
-#   micropython tools/powercut_sweep.py [--commits=130] [--warmup=0] [--stride=1]
+#   micropython tools/powercut/sweep.py [--commits=130] [--warmup=0] [--stride=1]
 #                           [--seed=4] [--kinds=lfs2-512,lfs2-4096,...] [--json] [--trace=K]
 #
-# Kinds are in host_tests/fakes/flash.py; the default sweep runs all of them (flash.NAMES),
+# Kinds are in tools/powercut/images.py; the default sweep runs all of them (flash.NAMES),
 # fat-flash (FAT on raw flash that erases each sector before writing it) included: see
 # docs/powercut.md for its one remaining weak spot, the very first commit.
 #
@@ -22,16 +22,17 @@ import sys
 import time
 
 HERE = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
-sys.path.insert(0, HERE + "/../host_tests")
-sys.path.insert(0, HERE + "/../firmware")
+sys.path.insert(0, HERE + "/..")
+sys.path.insert(0, HERE + "/../../firmware")
 
 import binascii  # noqa: E402
 import json  # noqa: E402
 import random  # noqa: E402
 
-from fakes import flash  # noqa: E402
-from fakes.blockdev import PowerCut  # noqa: E402
 from regtoken.store import Files, Record, Store  # noqa: E402
+
+from powercut import images as flash  # noqa: E402
+from powercut.blockdev import PowerCut  # noqa: E402
 
 WHERE = "/flash"
 EPOCH = 1767225600  # 2026-01-01, a plausible server clock

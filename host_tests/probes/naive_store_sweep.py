@@ -1,0 +1,45 @@
+# The power-cut sweep run against a store that is NOT atomic, to show the sweep has teeth
+# (test_powercut.py): the firmware's Store.commit replaced by a naive one, then the sweep.
+#
+#   micropython host_tests/probes/naive_store_sweep.py in-place|tmp-then-rename
+#
+# in-place: one slot, rewritten in place (unpadded). tmp-then-rename: one slot, written
+# beside and renamed over it (the remove-then-rename of Files.rename).
+import sys
+
+HERE = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
+sys.path.insert(0, HERE + "/../../tools")
+sys.path.insert(0, HERE + "/../../firmware")
+
+from powercut import sweep  # noqa: E402
+from regtoken import store  # noqa: E402
+
+
+def in_place(fs, rec):
+    fs.write(store.SLOTS[0], store.encode(rec))
+
+
+def tmp_then_rename(fs, rec):
+    fs.write("token.a/record.tmp", store.encode(rec))
+    fs.rename("token.a/record.tmp", store.SLOTS[0])
+
+
+WRITES = {"in-place": in_place, "tmp-then-rename": tmp_then_rename}
+
+
+def naive(write):
+    def commit(self, rec):
+        if self.gen is None:
+            self.load()
+        rec.gen = self.gen + 1
+        self.fs.mkdir("token.a")
+        write(self.fs, rec)
+        self.gen = rec.gen
+        return rec
+
+    return commit
+
+
+if __name__ == "__main__":
+    store.Store.commit = naive(WRITES[sys.argv[1]])
+    sweep.main(["--commits=4", "--json"])
