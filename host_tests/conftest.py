@@ -1,5 +1,6 @@
-# Shared pytest setup: the firmware and the shared fakes are importable by every tier, and
-# the `micropython` fixture finds the real interpreter (or skips, except in CI).
+# Shared pytest setup: the firmware, the shared fakes and tools/ are importable by every tier,
+# the `micropython` fixture finds the real interpreter (or skips, except in CI), and probe()
+# names the MicroPython programs the tests run.
 import os
 import sys
 
@@ -12,6 +13,11 @@ for sub in ("firmware", "host_tests", "tools"):
         sys.path.insert(0, path)
 
 from unixboard import find_micropython  # noqa: E402  (tools/ is on the path from here)
+
+
+def probe(name: str) -> str:
+    """host_tests/probes/<name>.py: a MicroPython program a test runs."""
+    return os.path.join(ROOT, "host_tests", "probes", name + ".py")
 
 
 def need(tool, path, why):

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 import pytest
+from conftest import probe
 from fakes.board import DeepSleep, FakeBoard
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -279,15 +280,6 @@ def test_rtc_memory_absent_on_unix() -> None:
 
 def test_device_runs_on_the_micropython_unix_port(micropython: str) -> None:
     """The same file under MicroPython: imports, and the unix stand-ins behave."""
-    code = (
-        "import sys; sys.path.insert(0, %r)\n"
-        "from regtoken import device\n"
-        "assert device.UNIX\n"
-        "assert device.connect({'ssid': 'x'}, print) and device.sync_clock(print)\n"
-        "led = device.Led({'pin': 2}); led.show('healthy'); led.off()\n"
-        "device.sleep(0.01)\n"
-        "assert device.rtc_load() is None\n"
-        "print('ok')\n" % os.path.join(ROOT, "firmware")
-    )
-    out = subprocess.run([micropython, "-c", code], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([micropython, probe("board_edges_on_unix")], capture_output=True,
+                         text=True, timeout=60)
     assert out.stdout.strip().endswith("ok"), out.stdout + out.stderr

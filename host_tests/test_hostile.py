@@ -18,9 +18,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from conftest import probe
 from refserver import RefServer
 from rig import PATH, Rig, leaks, sha, stored_record, wait_until
-from unixboard import FIRMWARE
 
 TIMEOUT_S = 3
 BACKOFF_MIN_S = 1
@@ -320,24 +320,7 @@ def test_no_token_in_any_output(campaign: Any) -> None:
     assert cut == split == 1
 
 
-# Time from the Date header, on the real interpreter: a clock far in the past, not trusted,
-# is set from the server's answer, which the refresher logs.
-CLOCK_SCRIPT = """
-import sys, json
-sys.path.insert(0, %r)
-import regtoken
-from regtoken.clock import Clock
-with open(sys.argv[1]) as f:
-    cfg = regtoken.validate(json.load(f))
-clock = Clock(trusted=False)
-clock.offset = -20 * 365 * 86400
-print("BEFORE", clock.now())
-r = regtoken.Refresher(cfg, clock=clock)
-wait = r.step()
-print("AFTER", clock.now(), clock.trusted, r.state, wait)
-"""
-
-
+# Time from the Date header, on the real interpreter (probes/untrusted_clock.py).
 def test_untrusted_clock_takes_the_servers_date(micropython: str, tmp_path: Any) -> None:
     srv = RefServer(db=str(tmp_path / "srv.sqlite3"), lifetime=3600.0, log=None).start()
     try:
@@ -347,9 +330,7 @@ def test_untrusted_clock_takes_the_servers_date(micropython: str, tmp_path: Any)
         cfg.write_text(json.dumps({"api_url": srv.url, "timeout_s": 5,
                                    "initial_token": minted["registrationToken"],
                                    "store_dir": str(tmp_path / "store")}))
-        script = tmp_path / "clock.py"
-        script.write_text(CLOCK_SCRIPT % FIRMWARE)
-        p = subprocess.run([micropython, str(script), str(cfg)], capture_output=True,
+        p = subprocess.run([micropython, probe("untrusted_clock"), str(cfg)], capture_output=True,
                            text=True, timeout=60)
         host = time.time()
         out = p.stdout + p.stderr

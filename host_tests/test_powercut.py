@@ -6,7 +6,7 @@ import json
 import subprocess
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, probe
 from powercut import images
 
 KINDS = images.NAMES  # the default sweep of `make powercut`
@@ -98,6 +98,6 @@ def test_full_filesystem_under_micropython(micropython):
 @pytest.mark.parametrize("write,lossy",
                          [("in-place", ["fat", "fat-flash"]), ("tmp-then-rename", list(KINDS))])
 def test_the_sweep_catches_a_store_that_is_not_atomic(micropython, write, lossy):
-    rows = results(run(micropython, ["host_tests/probes/naive_store_sweep.py", write]).stdout)
+    rows = results(run(micropython, [probe("naive_store_sweep"), write]).stdout)
     assert sorted(rows) == sorted(KINDS)
     assert [k for k in KINDS if rows[k]["lost"] + rows[k]["garbage"] > 0] == lossy

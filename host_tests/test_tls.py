@@ -11,9 +11,10 @@ import subprocess
 from typing import Any
 
 import pytest
+from conftest import probe
 from refserver import RefServer, make_tls_files
 from rig import PATH, Rig, sha, store_files, wait_until
-from unixboard import FIRMWARE, write_config
+from unixboard import write_config
 
 HOSTS = ["localhost", "127.0.0.1"]
 
@@ -179,28 +180,7 @@ def test_redirect_never_receives_the_token(rigs: Any, pki: dict[str, Any],
         elsewhere.stop()
 
 
-# The transport alone on the real interpreter: CA files in every shape, a wrong CA, and a
-# server that accepts the connection but never answers the TLS handshake.
-WIRE_SCRIPT = """
-import sys, time
-sys.path.insert(0, %r)
-from regtoken.wire import Wire, pem_to_der
-body = b'{"registrationToken": "not-a-known-token"}'
-hdr = {"Content-Type": "application/json"}
-for arg in sys.argv[1:]:
-    label, url, timeout, path = arg.split("|")
-    with open(path, "rb") as f:
-        ca = pem_to_der(f.read())
-    t0 = time.ticks_ms()
-    try:
-        r = Wire(int(timeout), ca).request("PUT", url + %r, body, hdr)
-        out = "OK %%d" %% r[0]
-    except Exception as e:
-        out = "ERR %%s %%s" %% (type(e).__name__, e)
-    print("CASE", label, len(ca), time.ticks_diff(time.ticks_ms(), t0), out)
-"""
-
-
+# The transport alone on the real interpreter (probes/wire_tls.py).
 def test_transport_ca_files_and_a_stalled_handshake(micropython: str, pki: dict[str, Any],
                                                     tmp_path: Any) -> None:
     srv = RefServer(db=":memory:", tls=pki["good"], log=None).start()
@@ -208,8 +188,6 @@ def test_transport_ca_files_and_a_stalled_handshake(micropython: str, pki: dict[
     try:
         stall.bind(("127.0.0.1", 0))
         stall.listen(4)  # the kernel completes the TCP handshake; nobody ever answers
-        script = tmp_path / "wire_tls.py"
-        script.write_text(WIRE_SCRIPT % (FIRMWARE, PATH))
         url = "https://localhost:%d" % srv.port
         stalled = "https://localhost:%d" % stall.getsockname()[1]
         runs = [("der", url, 5, pki["ca_der"]), ("right-second", url, 5, pki["bundle.pem"]),
@@ -217,7 +195,8 @@ def test_transport_ca_files_and_a_stalled_handshake(micropython: str, pki: dict[
                 ("crlf", url, 5, pki["bundle-crlf.pem"]),
                 ("wrong-pem", url, 5, pki["other.pem"]), ("wrong-der", url, 5, pki["other_der"]),
                 ("stall", stalled, 2, pki["ca_der"])]
-        p = subprocess.run([micropython, str(script)] + ["%s|%s|%d|%s" % r for r in runs],
+        p = subprocess.run([micropython, probe("wire_tls"), PATH]
+                           + ["%s|%s|%d|%s" % r for r in runs],
                            capture_output=True, text=True, timeout=120)
         out = p.stdout + p.stderr
         assert p.returncode == 0, out

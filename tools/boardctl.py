@@ -6,8 +6,9 @@ here is what deploy.py and provision.py use too.
     python tools/boardctl.py --board unix logs [--capture build/unix/log.txt]
     python tools/boardctl.py --board esp32 --port /dev/ttyUSB0 erase-token [--yes]
 
-Every board-side snippet prints one line `@@regtoken@@<json>`; nothing on the board is
-changed except by erase-token (and by deploy/provision). Tokens are never shown in full:
+The programs sent to the board are real files in tools/onboard/; each prints one line
+`@@regtoken@@<json>`. Nothing on the board is changed except by erase-token (and by
+deploy/provision). Tokens are never shown in full:
 at most their first 6 characters and their length.
 """
 
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from boards import BIN, ROOT, Board, BoardError, load
@@ -28,95 +30,15 @@ from boards import BIN, ROOT, Board, BoardError, load
 MARK = "@@regtoken@@"
 TIMEOUT_S = 300  # one mpremote call; a full deploy over a slow UART fits well inside
 
-# Board-side helpers shared by the snippets below (MicroPython: no f-strings needed).
-_PRELUDE = """
-import os, json
-def _ls(d):
-    try:
-        names = os.listdir(d) if d else os.listdir()
-    except OSError:
-        return None
-    out = {}
-    for n in names:
-        st = os.stat(d + '/' + n if d else n)
-        out[n] = -1 if st[0] & 0x4000 else st[6]
-    return out
-def _store_dir():
-    try:
-        with open('config.json') as f:
-            return json.load(f).get('store_dir') or ''
-    except Exception:
-        return ''
-"""
+ONBOARD = Path(__file__).resolve().parent / "onboard"  # the programs sent to a board
 
-_INFO = _PRELUDE + """
-import sys, gc
-info = {'version': sys.version, 'platform': sys.platform, 'root': _ls(''),
-        'regtoken': _ls('regtoken'), 'store_dir': _store_dir(), 'mem_free': gc.mem_free(),
-        'machine': getattr(sys.implementation, '_machine', '')}
-info['store'] = _ls(info['store_dir']) if info['store_dir'] else info['root']
-try:
-    s = os.statvfs('.')
-    info['fs'] = [s[1] * s[2], s[1] * s[4]]
-except Exception:
-    pass
-try:
-    from regtoken.store import SLOTS, decode
-    best = None
-    for n in SLOTS:
-        p = info['store_dir'] + '/' + n if info['store_dir'] else n
-        try:
-            with open(p, 'rb') as f:
-                r = decode(f.read(2048))
-        except OSError:
-            r = None
-        if r is not None and (best is None or r.gen > best.gen):
-            best = r
-    if best is not None:
-        info['token'] = {'gen': best.gen, 'exp': best.exp, 'due': best.due,
-                         'head': best.token[:6], 'len': len(best.token)}
-except Exception as e:
-    info['token_error'] = repr(e)
-print('@@regtoken@@' + json.dumps(info))
-"""
 
-# The store's files: each slot (a file, or a folder holding the record), and any *.bad
-# copy the store set aside. Folders come after their contents, so removing in order works.
-_TOKEN_FILES = _PRELUDE + """
-d = _store_dir()
-try:
-    from regtoken.store import SLOTS
-except ImportError:
-    SLOTS = ('token.a', 'token.b')
-found = []
-def _add(p):
-    try:
-        mode = os.stat(p)[0]
-    except OSError:
-        return
-    if mode & 0x4000:
-        for n in os.listdir(p):
-            _add(p + '/' + n)
-        p += '/'
-    if p not in found:
-        found.append(p)
-for s in SLOTS:
-    _add(d + '/' + s.split('/')[0] if d else s.split('/')[0])
-for n in _ls(d) or {}:
-    if n.endswith('.bad'):
-        _add(d + '/' + n if d else n)
-print('@@regtoken@@' + json.dumps(found))
-"""
-
-_REMOVE = """
-import os
-for p in PATHS:
-    if p.endswith('/'):
-        os.rmdir(p[:-1])
-    else:
-        os.remove(p)
-print('@@regtoken@@' + repr(len(PATHS)))
-"""
+def program(name: str, **args: Any) -> str:
+    """The source of tools/onboard/<name>.py, ready for `mpremote exec`. args reach it as
+    ARGS: one assignment of a string literal (JSON, repr'd) before its first line, so a
+    value is only ever data, never code."""
+    code = (ONBOARD / (name + ".py")).read_text()
+    return ("ARGS_JSON = %r\n" % json.dumps(args) + code) if args else code
 
 
 class RemoteError(Exception):
@@ -155,9 +77,10 @@ class Remote:
                               % (self.port, p.returncode, "\n  ".join(tail)))
         return p.stdout
 
-    def query(self, code: str) -> Any:
-        """Run a snippet that prints MARK + JSON on the board; return the decoded JSON."""
-        out = self.run("exec", code)
+    def query(self, name: str, **args: Any) -> Any:
+        """Run tools/onboard/<name>.py on the board with these args (see program()); return
+        the JSON it printed after MARK."""
+        out = self.run("exec", program(name, **args))
         for line in out.splitlines():
             if line.startswith(MARK):
                 return json.loads(line[len(MARK):])
@@ -205,7 +128,7 @@ def secret(value: str | None) -> str:
 
 
 def board_info(remote: Remote) -> dict[str, Any]:
-    info = remote.query(_INFO)
+    info = remote.query("survey")
     print("port        %s (board %s)" % (remote.port, remote.board.name))
     print("micropython %s" % info["version"])
     print("platform    %s %s" % (info["platform"], info.get("machine", "")))
@@ -245,7 +168,7 @@ def _sizes(files: dict[str, int], wanted: tuple[str, ...]) -> str:
 
 
 def erase_token(remote: Remote, yes: bool) -> int:
-    files = remote.query(_TOKEN_FILES)
+    files = remote.query("survey")["token_files"]
     if not files:
         print("erase-token: no token files on the board")
         return 0
@@ -258,7 +181,7 @@ def erase_token(remote: Remote, yes: bool) -> int:
         if answer.strip() != "yes":
             print("erase-token: not confirmed, nothing removed (CONFIRM=yes skips the question)")
             return 1
-    remote.query("PATHS = %r\n" % (files,) + _REMOVE)
+    remote.query("remove", paths=files)
     print("erase-token: removed. config.json is unchanged: its initial_token (if any) is "
           "imported again at the next boot, so provision a fresh token.")
     return 0

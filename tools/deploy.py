@@ -5,7 +5,8 @@
 
 1. Every module under firmware/ is compiled with mpy-cross for the board's architecture
    into build/<board>/ (main.py stays source: MicroPython only runs main.py at boot).
-2. One snippet on the board reports the sha256 of every file we may touch.
+2. One program on the board (tools/onboard/hashes.py) reports the sha256 of every file we
+   may touch.
 3. One mpremote call makes the missing folders, copies the files whose hash differs, and
    removes stale files: a `.py` twin of a deployed `.mpy` (MicroPython imports the `.py`
    first, so a leftover source file would shadow the new code) and package modules that
@@ -33,42 +34,6 @@ from boards import BIN, ROOT, Board, BoardError, load
 
 FIRMWARE = ROOT / "firmware"
 KEEP_SOURCE = ("main.py", "boot.py")  # run by name at boot: must stay .py
-
-# Board side: sha256 of the given files, and of every file inside the given folders.
-HASHES = """
-import os, json, hashlib, binascii
-def _h(p):
-    d = hashlib.sha256()
-    with open(p, 'rb') as f:
-        while True:
-            b = f.read(1024)
-            if not b:
-                break
-            d.update(b)
-    return binascii.hexlify(d.digest()).decode()
-def _walk(d, out):
-    try:
-        names = os.listdir(d)
-    except OSError:
-        return
-    out[d + '/'] = ''
-    for n in names:
-        p = d + '/' + n
-        if os.stat(p)[0] & 0x4000:
-            _walk(p, out)
-        else:
-            out[p] = _h(p)
-out = {}
-for p in FILES:
-    try:
-        out[p] = _h(p)
-    except OSError:
-        pass
-for d in DIRS:
-    _walk(d, out)
-print('@@regtoken@@' + json.dumps(out))
-"""
-
 
 @dataclass
 class Plan:
@@ -144,7 +109,7 @@ def dirs_of(built: dict[str, str]) -> set[str]:
 def remote_hashes(remote: Remote, files: Sequence[str], dirs: Sequence[str] = ()) -> dict[str, str]:
     """{path: sha256 hex} of those board files that exist, plus every file in `dirs`
     (and "dir/": "" for each folder found)."""
-    state = remote.query("FILES = %r\nDIRS = %r\n" % (list(files), list(dirs)) + HASHES)
+    state = remote.query("hashes", files=list(files), dirs=list(dirs))
     if not isinstance(state, dict):
         raise RemoteError("unexpected answer from the board: %r" % (state,))
     return state

@@ -54,25 +54,6 @@ ENV_KEYS = {"API_URL": "api_url", "INITIAL_TOKEN": "initial_token",
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 SAFE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
-# Board side: does the store hold a token that is still worth keeping?
-_HAS_TOKEN = """
-import json, os
-try:
-    with open('config.json') as f:
-        d = json.load(f).get('store_dir') or ''
-except Exception:
-    d = ''
-try:
-    from regtoken.store import DEAD, Files, Store
-except ImportError:
-    names = os.listdir(d) if d else os.listdir()
-    print('@@regtoken@@' + json.dumps([n for n in names if n in ('token.a', 'token.b')]))
-else:
-    r = Store(Files(d)).load()
-    print('@@regtoken@@' + json.dumps(r is not None and r.due != DEAD))
-"""
-
-
 class ProvisionError(Exception):
     """A bad value; the message names the key and never contains a secret."""
 
@@ -280,7 +261,7 @@ def describe(cfg: dict[str, Any], ca: Path | None) -> list[str]:
 
 
 def holds_valid_token(remote: Remote) -> bool:
-    answer = remote.query(_HAS_TOKEN)
+    answer = remote.query("survey", load=True)["worth_keeping"]
     if isinstance(answer, list):  # regtoken not deployed: cannot decode the slots
         if answer:
             raise ProvisionError("the board has %s but no regtoken package to check them: "

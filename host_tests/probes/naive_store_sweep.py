@@ -41,5 +41,5 @@ def naive(write):
 
 
 if __name__ == "__main__":
-    store.Store.commit = naive(WRITES[sys.argv[1]])
+    store.Store.commit = naive(WRITES[sys.argv[1]])  # type: ignore[method-assign]
     sweep.main(["--commits=4", "--json"])
