@@ -15,7 +15,10 @@ Values, later ones winning:
      PROVISIONING_TOKEN, CA_FILE, TLS_VERIFY, WIFI_SSID, WIFI_PASSWORD, TIMEOUT_S,
      BACKOFF_MIN_S, BACKOFF_MAX_S, SLEEP.
 
-Every value is checked before the board is touched. A board that already holds a valid
+Every value is checked before the board is touched, by the firmware's own validator
+(firmware/regtoken/config.py runs under CPython too) and, on top, by what only the host can
+check (the CA file exists and parses, the board needs Wi-Fi, values from the environment
+are strings) or explain better (where a token goes wrong). A board that already holds a valid
 token (the store has one, and the server has not refused it with a 410) is refused unless --force:
 overwriting config.json there would import the new initial token only if the store were
 empty, so a forgotten FORCE is the safe failure. Secrets (tokens, the Wi-Fi password) are
@@ -39,20 +42,23 @@ from urllib.parse import urlsplit
 from boardctl import Remote, RemoteError, secret
 from deploy import remote_hashes
 
-from boards import Board, BoardError, load
+from boards import ROOT, Board, BoardError, load
 
-MAX_TOKEN = 1024
 MAX_CA_BYTES = 16 * 1024  # a board parses it in RAM
-# The firmware's own bounds (firmware/regtoken/config.py): refuse here what it would refuse.
-NUMBERS = {"timeout_s": (1, 300), "backoff_min_s": (1, 86400), "backoff_max_s": (1, 7 * 86400)}
+NUMBERS = ("timeout_s", "backoff_min_s", "backoff_max_s")
 FILE_KEYS = ("api_url", "initial_token", "initial_expiration", "provisioning_token", "ca_file",
              "tls_verify", "wifi", "timeout_s", "backoff_min_s", "backoff_max_s", "sleep")
 ENV_KEYS = {"API_URL": "api_url", "INITIAL_TOKEN": "initial_token",
             "INITIAL_EXPIRATION": "initial_expiration", "PROVISIONING_TOKEN": "provisioning_token",
             "CA_FILE": "ca_file", "TLS_VERIFY": "tls_verify", "TIMEOUT_S": "timeout_s",
             "BACKOFF_MIN_S": "backoff_min_s", "BACKOFF_MAX_S": "backoff_max_s", "SLEEP": "sleep"}
-RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 SAFE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# What the host adds to the firmware's message about a key: where the value comes from.
+HINTS = {
+    "ca_file": "CA_FILE=<the server's CA, PEM or DER>, or TLS_VERIFY=false to skip "
+               "verification (not for production)",
+    "backoff_max_s": "it caps the growing retry delay: not smaller than backoff_min_s",
+}
 
 class ProvisionError(Exception):
     """A bad value; the message names the key and never contains a secret."""
@@ -109,34 +115,60 @@ def validate(raw: dict[str, Any], board: Board) -> tuple[dict[str, Any], Path | 
     cfg: dict[str, Any] = {"api_url": _url(raw.get("api_url"))}
     for key in ("initial_token", "provisioning_token"):
         if raw.get(key) is not None:
-            cfg[key] = _token(key, raw[key])
+            cfg[key] = raw[key]
     if "initial_expiration" in raw:
         if "initial_token" not in cfg:
             raise ProvisionError("initial_expiration: given without an initial_token")
         cfg["initial_expiration"] = _expiration(raw["initial_expiration"])
     verify = _bool("tls_verify", raw.get("tls_verify", True))
     ca = _ca_file(raw.get("ca_file"))
-    if cfg["api_url"].startswith("https://") and verify and ca is None:
-        raise ProvisionError("ca_file: an https api_url needs the server's CA (CA_FILE=...), "
-                             "or TLS_VERIFY=false to skip verification (not for production)")
     if ca is not None:
         cfg["ca_file"] = ca.name
     cfg["tls_verify"] = verify
     wifi = _wifi(raw.get("wifi"), board)
     if wifi is not None:
         cfg["wifi"] = wifi
-    for key, (lo, hi) in NUMBERS.items():
+    for key in NUMBERS:
         if raw.get(key) is not None:
-            cfg[key] = _number(key, raw[key], lo, hi)
-    if cfg.get("backoff_min_s", 5) > cfg.get("backoff_max_s", 3600):
-        raise ProvisionError("backoff_max_s: must not be smaller than backoff_min_s")
+            cfg[key] = _number(key, raw[key])
     if raw.get("sleep") is not None:
-        if raw["sleep"] not in ("none", "light", "deep"):
-            raise ProvisionError('sleep: must be "none", "light" or "deep"')
         cfg["sleep"] = raw["sleep"]
     if board.led is not None:
         cfg["led"] = board.led
+    _as_the_device_would(cfg)
     return cfg, ca
+
+
+def _firmware() -> Any:
+    """The firmware's regtoken package, imported from firmware/ (it runs under CPython)."""
+    path = str(ROOT / "firmware")
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    import regtoken
+    import regtoken.answer
+    import regtoken.dates
+
+    return regtoken
+
+
+def _as_the_device_would(cfg: dict[str, Any]) -> None:
+    """The device's own validator on config.json as the board will read it. Its message
+    names the key; ProvisionError says it the host's way ("key: why"), with what the host
+    knows better: where in a token it goes wrong, where a value comes from."""
+    regtoken = _firmware()
+    try:
+        regtoken.validate(json.loads(json.dumps(cfg)))
+    except regtoken.ConfigError as e:
+        message = str(e)
+        named = re.search(r"'(\w+)'", message)  # "config.json: 'timeout_s' must be ..."
+        if named is None:
+            raise ProvisionError(message) from None
+        key = named[1]
+        why = message[named.end():].lstrip(": ")
+        if key in ("initial_token", "provisioning_token"):
+            why = "%s; %s" % (_what_is_wrong_with_token(cfg.get(key)), why)
+        hint = HINTS.get(key)
+        raise ProvisionError("%s: %s%s" % (key, why, "; " + hint if hint else "")) from None
 
 
 def _url(url: Any) -> str:
@@ -154,26 +186,30 @@ def _url(url: Any) -> str:
     return url.rstrip("/")
 
 
-def _token(key: str, value: Any) -> str:
+def _what_is_wrong_with_token(value: Any) -> str:
+    """Why the firmware refused a token (answer.valid_token), without showing it."""
+    limit = _firmware().answer.MAX_TOKEN
     if not isinstance(value, str) or not value:
-        raise ProvisionError("%s: must be a non-empty string" % key)
-    if len(value) > MAX_TOKEN:
-        raise ProvisionError("%s: %d characters, at most %d" % (key, len(value), MAX_TOKEN))
+        return "empty, or not a string"
+    if len(value) > limit:
+        return "%d characters, at most %d" % (len(value), limit)
     for i, c in enumerate(value):
         if not "!" <= c <= "~":  # the value itself is a secret: say where, not what
-            raise ProvisionError("%s: character %d is not printable ASCII (or is a space)"
-                                 % (key, i + 1))
-    return value
+            return "character %d is not printable ASCII (or is a space)" % (i + 1)
+    return "refused"
 
 
 def _expiration(value: Any) -> str | None:
     if value is None:
         return None  # the token never expires
-    if not isinstance(value, str) or not RFC3339.fullmatch(value):
-        raise ProvisionError("initial_expiration: %r is not an RFC 3339 date-time "
-                             "(2024-11-28T14:03:07.316Z) or null" % (value,))
-    value = re.sub(r"(\.\d{6})\d+", r"\1", value)  # the firmware takes at most 40 characters
+    if isinstance(value, str):
+        value = re.sub(r"(\.\d{6})\d+", r"\1", value)  # the firmware takes at most 40 characters
     try:
+        _firmware().dates.rfc3339(value)  # the parser the device reads it with
+    except ValueError:
+        raise ProvisionError("initial_expiration: %r is not an RFC 3339 date-time "
+                             "(2024-11-28T14:03:07.316Z) or null" % (value,)) from None
+    try:  # the device does not check the calendar; a typo here would live for years
         datetime.datetime.fromisoformat(value.upper().replace("Z", "+00:00").replace(" ", "T"))
     except ValueError:
         raise ProvisionError("initial_expiration: %r is not a real date-time" % value) from None
@@ -191,15 +227,16 @@ def _bool(key: str, value: Any) -> bool:
     raise ProvisionError("%s: %r is not true or false" % (key, value))
 
 
-def _number(key: str, value: Any, lo: float, hi: float) -> int | float:
+def _number(key: str, value: Any) -> Any:
+    """A number from the environment's string; the firmware judges its range."""
     if isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
             raise ProvisionError("%s: %r is not a number" % (key, value)) from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-        raise ProvisionError("%s: must be a positive number from %s to %s" % (key, lo, hi))
-    return int(value) if float(value).is_integer() else value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _ca_file(path: Any) -> Path | None:
