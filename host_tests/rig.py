@@ -1,5 +1,5 @@
 # Shared by the tier-2 tests that run firmware/main.py on the real MicroPython unix port
-# against the reference server over loopback: a Rig is one server, one board directory and
+# against the reference server over loopback: a LiveRig is one server, one board directory and
 # any number of boots of that board, with every line both of them print kept for a leak scan.
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def leaks(text: str, secrets: list[str], window: int = 12) -> int:
     return found
 
 
-class Rig:
+class LiveRig:
     """A reference server and a board directory laid out from firmware/.
 
     lifetime, grace: the server's token lifetime. skew: seconds the server's clock runs

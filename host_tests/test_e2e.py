@@ -5,7 +5,7 @@ import os
 import signal
 
 import pytest
-from rig import Rig, sha, store_files, stored_tokens
+from rig import LiveRig, sha, store_files, stored_tokens
 
 
 @pytest.fixture
@@ -13,7 +13,7 @@ def rig_factory(tmp_path, micropython):
     rigs = []
 
     def make(**kw):
-        rigs.append(Rig(tmp_path, micropython, name="rig%d" % len(rigs), **kw))
+        rigs.append(LiveRig(tmp_path, micropython, name="rig%d" % len(rigs), **kw))
         return rigs[-1]
 
     yield make

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from conftest import probe
 from refserver import RefServer
-from rig import PATH, Rig, leaks, sha, stored_record, wait_until
+from rig import PATH, LiveRig, leaks, sha, stored_record, wait_until
 
 TIMEOUT_S = 3
 BACKOFF_MIN_S = 1
@@ -93,7 +93,7 @@ def attempts(stamped: list[tuple[float, str]]) -> list[dict[str, Any]]:
 
 
 class Lane:
-    def __init__(self, rig: Rig, faults: list[str]) -> None:
+    def __init__(self, rig: LiveRig, faults: list[str]) -> None:
         self.rig = rig
         self.faults = faults
         self.snaps: dict[str, Any] = {}  # fault -> the store just after the faulty attempt
@@ -203,7 +203,7 @@ def campaign(tmp_path_factory: Any, micropython: str) -> Any:
     lanes = []
     try:
         for n, faults in enumerate(LANES):
-            rig = Rig(tmp, micropython, lifetime=LIFETIME, grace=LIFETIME, name="lane%d" % n,
+            rig = LiveRig(tmp, micropython, lifetime=LIFETIME, grace=LIFETIME, name="lane%d" % n,
                       skew=SKEW, timeout_s=TIMEOUT_S, backoff_min_s=BACKOFF_MIN_S,
                       backoff_max_s=BACKOFF_MAX_S)
             lanes.append(Lane(rig, faults))

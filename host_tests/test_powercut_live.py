@@ -67,7 +67,7 @@ class LiveBoard(UnixBoard):
         return int(m[1]), m[2]
 
 
-class Device:
+class PowerCutRig:
     """A fresh reference server, lineage and board directory with powercut_live.py."""
 
     def __init__(self, tmp_path, micropython, name):
@@ -113,50 +113,50 @@ class Device:
 
 def calibrate(tmp_path, micropython):
     """Write points of the commits of gens 1 (import), 2 and 3 (two rotations)."""
-    dev = Device(tmp_path, micropython, "calibration")
+    rig = PowerCutRig(tmp_path, micropython, "calibration")
     try:
-        b = dev.boot(0)
+        b = rig.boot(0)
         b.wait_for("rotated (201)", n=2, timeout=WAIT)
         assert b.stop() == 0, b.lines()[-20:]
         commits = b.commits()
         assert sorted(commits)[:3] == [1, 2, 3], b.lines()
-        assert [c[5] for c in (commits[2], commits[3])] == dev.tokens()[2:4]
+        assert [c[5] for c in (commits[2], commits[3])] == rig.tokens()[2:4]
         return commits
     finally:
-        dev.close()
+        rig.close()
 
 
 def cut_and_restart(tmp_path, micropython, k, gen, torn=None):
     """Cut the power at write point k, which falls in the commit of `gen` (torn: only
     that fraction of the write lands); restart. Returns "old" or "new", the token the
     restarted device loaded, and how long before its expiry the device presented it."""
-    dev = Device(tmp_path, micropython, "cut-%d-%s" % (k, torn))
+    rig = PowerCutRig(tmp_path, micropython, "cut-%d-%s" % (k, torn))
     try:
-        b = dev.boot(k, *([torn] if torn is not None else []))
+        b = rig.boot(k, *([torn] if torn is not None else []))
         assert b.wait_exit(WAIT) == CUT, b.lines()[-20:]
         assert b.count("power cut at write point %d, in the commit of gen %d;" % (k, gen)) == 1
-        old, new = dev.tokens()[gen - 1 : gen + 1]
-        presented = len(dev.refreshes())
-        b2 = dev.boot(0)
+        old, new = rig.tokens()[gen - 1 : gen + 1]
+        presented = len(rig.refreshes())
+        b2 = rig.boot(0)
         b2.wait_for("[powercut] load:", timeout=60)
         loaded = b2.held()[1]
         assert loaded in (old, new), "k=%d: loaded neither the old nor the new token" % k
         b2.wait_for("): committed", timeout=WAIT)  # rotated (201) or recovered (200)
         line = b2.wait_for("[powercut] commit gen")[0]
         assert b2.stop() == 0
-        after = dev.refreshes()[presented:]
+        after = rig.refreshes()[presented:]
         assert [r["token_sha256"] for r in after] == [loaded], after
         expected = OUTCOMES[0] if loaded == new else OUTCOMES[1]
         assert after[0]["status"] == int(expected[-4:-1]), after
         assert b2.count(expected) == 1, b2.lines()[-20:]
-        holds = dev.show()[1]
+        holds = rig.show()[1]
         assert holds == COMMIT.search(line)[7] == after[0]["issued_sha256"]
-        assert holds == dev.srv.current_sha256(), "k=%d: the server moved on alone" % k
-        dev.assert_no_leak()
-        expires = [t["expires"] for t in dev.srv.lineage() if t["sha256"] == loaded][0]
+        assert holds == rig.srv.current_sha256(), "k=%d: the server moved on alone" % k
+        rig.assert_no_leak()
+        expires = [t["expires"] for t in rig.srv.lineage() if t["sha256"] == loaded][0]
         return "old" if loaded == old else "new", expires - after[0]["time"]
     finally:
-        dev.close()
+        rig.close()
 
 
 def test_the_device_carries_on_after_a_cut_at_any_write_of_a_live_rotation(
@@ -183,13 +183,13 @@ def test_the_device_carries_on_after_a_cut_at_any_write_of_a_live_rotation(
 
 
 def test_a_stop_without_a_cut_keeps_the_image(tmp_path, micropython):
-    dev = Device(tmp_path, micropython, "nocut")
+    rig = PowerCutRig(tmp_path, micropython, "nocut")
     try:
-        b = dev.boot()
+        b = rig.boot()
         b.wait_for("rotated (201)", timeout=WAIT)
         assert b.stop(signal.SIGINT) == 0
         assert b.count("[powercut] stopped") == 1
-        assert dev.show() == (2, dev.srv.current_sha256())
-        dev.assert_no_leak()
+        assert rig.show() == (2, rig.srv.current_sha256())
+        rig.assert_no_leak()
     finally:
-        dev.close()
+        rig.close()

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from conftest import probe
 from refserver import RefServer, make_tls_files
-from rig import PATH, Rig, sha, store_files, wait_until
+from rig import PATH, LiveRig, sha, store_files, wait_until
 from unixboard import write_config
 
 HOSTS = ["localhost", "127.0.0.1"]
@@ -58,10 +58,10 @@ def pki(tmp_path_factory: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def rigs(tmp_path: Any, micropython: str) -> Any:
-    made: list[Rig] = []
+    made: list[LiveRig] = []
 
-    def make(**kw: Any) -> Rig:
-        made.append(Rig(tmp_path, micropython, name="rig%d" % len(made), **kw))
+    def make(**kw: Any) -> LiveRig:
+        made.append(LiveRig(tmp_path, micropython, name="rig%d" % len(made), **kw))
         return made[-1]
 
     yield make

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from boardctl import Remote
+from boardctl import RemoteBoard
 from virtual_board import VirtualBoard
 
 import boards
@@ -50,8 +50,8 @@ def token_file(tmp_path: Path, token: str = TOKEN, exp: str | None = None) -> Pa
     return path
 
 
-def remote(board: VirtualBoard) -> Remote:
-    return Remote.open(boards.load("unix"), str(board.tty))
+def remote(board: VirtualBoard) -> RemoteBoard:
+    return RemoteBoard.open(boards.load("unix"), str(board.tty))
 
 
 def board_exec(board: VirtualBoard, code: str) -> str:

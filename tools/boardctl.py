@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Talk to a board through mpremote: repl, logs, board-info, erase-token. The Remote class
+"""Talk to a board through mpremote: repl, logs, board-info, erase-token. The RemoteBoard class
 here is what deploy.py and provision.py use too.
 
     python tools/boardctl.py --board esp32 --port /dev/ttyUSB0 board-info
@@ -46,14 +46,14 @@ class RemoteError(Exception):
 
 
 @dataclass
-class Remote:
+class RemoteBoard:
     """One board on one port, driven by the real mpremote CLI."""
 
     board: Board
     port: str
 
     @classmethod
-    def open(cls, board: Board, port: str | None) -> Remote:
+    def open(cls, board: Board, port: str | None) -> RemoteBoard:
         return cls(board, resolve_port(board, port))
 
     def argv(self, *cmd: str) -> list[str]:
@@ -127,7 +127,7 @@ def secret(value: str | None) -> str:
 # ---------------------------------------------------------------- commands
 
 
-def board_info(remote: Remote) -> dict[str, Any]:
+def board_info(remote: RemoteBoard) -> dict[str, Any]:
     info = remote.query("survey")
     print("port        %s (board %s)" % (remote.port, remote.board.name))
     print("micropython %s" % info["version"])
@@ -167,7 +167,7 @@ def _sizes(files: dict[str, int], wanted: tuple[str, ...]) -> str:
     return ", ".join("%s/" % n if files[n] < 0 else "%s (%d B)" % (n, files[n]) for n in names)
 
 
-def erase_token(remote: Remote, yes: bool) -> int:
+def erase_token(remote: RemoteBoard, yes: bool) -> int:
     files = remote.query("survey")["token_files"]
     if not files:
         print("erase-token: no token files on the board")
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     erase.add_argument("--yes", action="store_true", help="do not ask (CONFIRM=yes)")
     args = ap.parse_args(argv)
     try:
-        remote = Remote.open(load(args.board), args.port)
+        remote = RemoteBoard.open(load(args.board), args.port)
         if args.cmd == "repl":
             return remote.attach("repl")
         if args.cmd == "logs":

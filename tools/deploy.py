@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from boardctl import Remote, RemoteError
+from boardctl import RemoteBoard, RemoteError
 
 from boards import BIN, ROOT, Board, BoardError, load
 
@@ -36,7 +36,7 @@ FIRMWARE = ROOT / "firmware"
 KEEP_SOURCE = ("main.py", "boot.py")  # run by name at boot: must stay .py
 
 @dataclass
-class Plan:
+class DeployPlan:
     mkdir: list[str] = field(default_factory=list)
     copy: list[str] = field(default_factory=list)
     remove: list[str] = field(default_factory=list)
@@ -84,9 +84,9 @@ def _mpy_cross(board: Board, source: Path, dest: Path, rel: str) -> None:
         raise BoardError("mpy-cross failed on %s:\n%s" % (rel, p.stderr.strip()))
 
 
-def plan(built: dict[str, str], remote: dict[str, str]) -> Plan:
+def plan(built: dict[str, str], remote: dict[str, str]) -> DeployPlan:
     """What to do, given the built files and the board's {path: sha256} ("dir/": "")."""
-    todo = Plan()
+    todo = DeployPlan()
     dirs = {"/".join(p.split("/")[:i]) for p in built for i in range(1, p.count("/") + 1)}
     todo.mkdir = sorted(d for d in dirs if d + "/" not in remote)
     for path, digest in sorted(built.items()):
@@ -106,7 +106,8 @@ def dirs_of(built: dict[str, str]) -> set[str]:
     return {p.split("/")[0] + "/" for p in built if "/" in p}
 
 
-def remote_hashes(remote: Remote, files: Sequence[str], dirs: Sequence[str] = ()) -> dict[str, str]:
+def remote_hashes(remote: RemoteBoard, files: Sequence[str],
+                  dirs: Sequence[str] = ()) -> dict[str, str]:
     """{path: sha256 hex} of those board files that exist, plus every file in `dirs`
     (and "dir/": "" for each folder found)."""
     state = remote.query("hashes", files=list(files), dirs=list(dirs))
@@ -115,13 +116,13 @@ def remote_hashes(remote: Remote, files: Sequence[str], dirs: Sequence[str] = ()
     return state
 
 
-def board_state(remote: Remote, built: dict[str, str]) -> dict[str, str]:
+def board_state(remote: RemoteBoard, built: dict[str, str]) -> dict[str, str]:
     files = sorted(set(built) | {p[:-4] + ".py" for p in built if p.endswith(".mpy")})
     top = [f for f in files if "/" not in f]
     return remote_hashes(remote, top, sorted(d[:-1] for d in dirs_of(built)))
 
 
-def apply(remote: Remote, todo: Plan, out: Path) -> None:
+def apply(remote: RemoteBoard, todo: DeployPlan, out: Path) -> None:
     cmd: list[str] = []
     for d in todo.mkdir:
         cmd += ["fs", "mkdir", ":" + d, "+"]
@@ -132,7 +133,7 @@ def apply(remote: Remote, todo: Plan, out: Path) -> None:
     remote.run(*cmd[:-1])
 
 
-def deploy(remote: Remote, out: Path) -> Plan:
+def deploy(remote: RemoteBoard, out: Path) -> DeployPlan:
     with private_build(remote.board, out) as (tmp, built):
         todo = plan(built, board_state(remote, built))
         for path in todo.copy:
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             with private_build(board, out) as (_, built):
                 print("built %d files into %s" % (len(built), out.relative_to(ROOT)))
             return 0
-        deploy(Remote.open(board, args.port), out)
+        deploy(RemoteBoard.open(board, args.port), out)
     except (BoardError, RemoteError) as e:
         print("error: %s" % e, file=sys.stderr)
         return 2

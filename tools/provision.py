@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from boardctl import Remote, RemoteError, secret
+from boardctl import RemoteBoard, RemoteError, secret
 from deploy import remote_hashes
 
 from boards import ROOT, Board, BoardError, load
@@ -297,7 +297,7 @@ def describe(cfg: dict[str, Any], ca: Path | None) -> list[str]:
     return lines
 
 
-def holds_valid_token(remote: Remote) -> bool:
+def holds_valid_token(remote: RemoteBoard) -> bool:
     answer = remote.query("survey", load=True)["worth_keeping"]
     if isinstance(answer, list):  # regtoken not deployed: cannot decode the slots
         if answer:
@@ -307,7 +307,7 @@ def holds_valid_token(remote: Remote) -> bool:
     return bool(answer)
 
 
-def provision(remote: Remote, cfg: dict[str, Any], ca: Path | None, force: bool) -> None:
+def provision(remote: RemoteBoard, cfg: dict[str, Any], ca: Path | None, force: bool) -> None:
     if holds_valid_token(remote):
         if not force:
             raise ProvisionError("board on %s already holds a valid token; FORCE=1 overwrites "
@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             print("provision: dry run, no board touched")
             return 0
-        remote = Remote.open(board, args.port)
+        remote = RemoteBoard.open(board, args.port)
         provision(remote, cfg, ca, args.force)
         print("provision: wrote config.json%s on %s%s" % (
             " and " + ca.name if ca else "", remote.port, remote.restart_hint()))

@@ -19,7 +19,7 @@ class DeepSleep(Exception):
     """machine.deepsleep() never returns on a board: it reboots into main.py."""
 
 
-class Clock:
+class FakeTime:
     """Stands in for MicroPython's time module where device.py sleeps."""
 
     def __init__(self) -> None:
@@ -34,7 +34,7 @@ class Clock:
 
 class FakeBoard:
     def __init__(self, rtc_memory: bool = True) -> None:
-        self.clock = Clock()
+        self.clock = FakeTime()
         self.calls: list[tuple[Any, ...]] = []
         # Wi-Fi: the connect() call (1-based) that works, and how long the link then takes
         self.working_connect: int | None = 1
