@@ -8,8 +8,8 @@ here is what deploy.py and provision.py use too.
 
 The programs sent to the board are real files in tools/onboard/; each prints one line
 `@@regtoken@@<json>`. Nothing on the board is changed except by erase-token (and by
-deploy/provision). Tokens are never shown in full:
-at most their first 6 characters and their length.
+deploy/provision). Tokens are never shown in full: at most their first 6 characters and
+their length.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ ONBOARD = Path(__file__).resolve().parent / "onboard"  # the programs sent to a 
 
 def program(name: str, **args: Any) -> str:
     """The source of tools/onboard/<name>.py, ready for `mpremote exec`. args reach it as
-    ARGS: one assignment of a string literal (JSON, repr'd) before its first line, so a
-    value is only ever data, never code."""
+    one line before its first, ARGS_JSON = <a string literal: the args as JSON, repr'd>,
+    which it decodes into ARGS: a value is only ever data, never code."""
     code = (ONBOARD / (name + ".py")).read_text()
     return ("ARGS_JSON = %r\n" % json.dumps(args) + code) if args else code
 

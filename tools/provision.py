@@ -17,8 +17,9 @@ Values, later ones winning:
 
 Every value is checked before the board is touched, by the firmware's own validator
 (firmware/regtoken/config.py runs under CPython too) and, on top, by what only the host can
-check (the CA file exists and parses, the board needs Wi-Fi, values from the environment
-are strings) or explain better (where a token goes wrong). A board that already holds a valid
+check (the CA file exists and is a certificate, the board needs Wi-Fi, values from the
+environment are strings, a real calendar date) or explain better (where a token goes
+wrong, where a value comes from). A board that already holds a valid
 token (the store has one, and the server has not refused it with a 410) is refused unless --force:
 overwriting config.json there would import the new initial token only if the store were
 empty, so a forgotten FORCE is the safe failure. Secrets (tokens, the Wi-Fi password) are
@@ -59,6 +60,7 @@ HINTS = {
                "verification (not for production)",
     "backoff_max_s": "it caps the growing retry delay: not smaller than backoff_min_s",
 }
+
 
 class ProvisionError(Exception):
     """A bad value; the message names the key and never contains a secret."""
