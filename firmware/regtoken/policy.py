@@ -1,7 +1,10 @@
 # When to refresh and how long to back off. Pure arithmetic on Unix seconds: the caller
-# passes `now` and a random number in [0, 1) so tests replay any schedule exactly.
+# passes `now` (or the seconds a token has `left`) and a random number in [0, 1), so tests
+# replay any schedule exactly and a fleet simulator can run it for 10,000 devices.
 
 SAFETY = 600  # refresh at the latest this long before expiry, when the lifetime allows
+MARGIN = 60  # a retry ends this long before expiry: one request's time, plus clock skew
+SPREAD = 300  # a fleet booting together spreads its overdue refreshes over up to 5 min
 
 
 def refresh_window(issued, exp):
@@ -17,14 +20,35 @@ def refresh_at(issued, exp, rnd):
 
 
 def boot_delay(now, exp, rnd):
-    # A fleet that powers up together after an outage must not hit the server in one second.
-    return int(min(max(exp - now, 0) // 4, SAFETY) * rnd)
+    """A fleet powered up together must not reach the server in one second: spread the
+    overdue refresh over SPREAD, but end it a margin before expiry (half the time left,
+    when less than two margins are left)."""
+    left = exp - now
+    return int(max(min(SPREAD, max(left - MARGIN, left // 2)), 0) * rnd)
 
 
-def backoff(prev, lo, hi, rnd, retry_after=0):
-    """Wait after a failure, given the previous wait (0 after a success): the first is at
-    least `lo`, each further one at least doubles, jittered upward, capped at `hi`.
-    A server's Retry-After is a floor, even above the cap."""
-    base = lo if prev <= 0 else 2 * prev
-    wait = base + int((base // 2 + 1) * rnd + 0.5)  # rounded: a 1 s minimum jitters too
-    return max(min(wait, hi), lo, retry_after or 0)
+def floor(t, rnd):
+    """A wait the server set (Retry-After, or the 403 hold) plus up to half of it again:
+    a fleet told the same time must not come back in the same second."""
+    return t + int(t * rnd / 2)
+
+
+def backoff(prev, lo, hi, rnd, retry_after=0, left=None):
+    """Wait after a failure, given the previous wait (0 after a success) and the seconds
+    the token has `left` (None: no expiry). Equal jitter over bands four times apart: the
+    first wait is drawn from [lo, 2 lo], the next from [4 lo, 8 lo], ..., so each at least
+    doubles the last without compounding; once a band passes `hi`, [hi / 2, hi]. While the token is
+    valid the wait ends at most half-way to expiry minus MARGIN, so retries get denser
+    as expiry nears (never below `lo`). Retry-After is a floor plus jitter."""
+    f = lo
+    while 4 * f <= prev:
+        f *= 4  # the band the previous wait came from
+    if prev > 0:
+        f *= 4
+    a, b = (f, 2 * f) if 2 * f <= hi else (hi, hi // 2)
+    if left is not None and left > 0:
+        c = (left - MARGIN) // 2
+        if c < max(a, b):
+            a, b = c, c // 2
+    wait = max(int(a + (b - a) * rnd + 0.5), lo)  # rounded: a 1 s minimum jitters too
+    return max(wait, floor(retry_after, rnd)) if retry_after else wait

@@ -245,7 +245,7 @@ class Refresher:
             self._set(PROVISION, None, "410: token invalid, expired or revoked; "
                                        "provision this device")
         elif kind == FORBIDDEN:
-            self.wait = max(self.cfg["backoff_max_s"], retry)
+            self.wait = policy.floor(max(self.cfg["backoff_max_s"], retry), self.rand())
             cur.due = self._after(self.wait)
             self._persist()
             self._set(FORBIDDEN, cur.due, "403 forbidden: next try in %ds" % self.wait)
@@ -255,8 +255,9 @@ class Refresher:
     def _fail(self, why, retry):
         self.counts["failures"] += 1
         c = self.cfg
+        exp = self.expires
         self.wait = policy.backoff(self.wait, c["backoff_min_s"], c["backoff_max_s"],
-                                   self.rand(), retry)
+                                   self.rand(), retry, exp and exp - self.clock.now())
         self._set(BACKOFF, self._after(self.wait), "%s; retry in %ds" % (why, self.wait))
 
     def _after(self, wait):

@@ -150,7 +150,7 @@ def test_boot_past_the_refresh_point_waits_a_bounded_random_delay():
     for rnd in (0.0, 0.5, 0.999):
         rig.rnd = rnd
         wait = rig.restart().r.due_in()
-        assert 0 <= wait <= min(1000 // 4, 600)
+        assert 0 <= wait <= min(1000 - 60, 300)  # spread 5 min, ending before expiry
     rig.rnd = 0.999
     assert rig.restart().r.due_in() > 0
 
@@ -192,7 +192,7 @@ def test_empty_store_without_initial_token_needs_provisioning():
 
 
 def test_403_waits_backoff_max_even_across_restart():
-    rig = Rig(problem(403), issued(tok(1)), backoff_max_s=7200)
+    rig = Rig(problem(403), issued(tok(1)), backoff_max_s=7200, rnd=0.0)
     rig.r.step()
     # whole seconds, and now() drops the current second's fraction: one more, never early
     assert rig.r.state == FORBIDDEN and rig.r.due_in() == 7201
@@ -218,7 +218,8 @@ def test_backoff_grows_and_caps_and_honours_retry_after():
     assert rig.r.state == BACKOFF and rig.stored().token == tok(0)
     throttled = Rig(problem(412, {"retry-after": "900"}), backoff_min_s=5)
     throttled.r.step()
-    assert throttled.r.wait == 900 and throttled.r.due_in() == 901
+    assert throttled.r.wait == 900 + 900 // 4  # a floor plus jitter (rnd 0.5: a quarter)
+    assert throttled.r.due_in() == throttled.r.wait + 1
 
 
 def test_every_transient_failure_backs_off_and_keeps_the_token():
@@ -325,13 +326,13 @@ def test_backoff_survives_deep_sleep_through_suspend_and_resume():
     rig.r.step()
     rig.run_until_due()
     saved, next_at = rig.r.suspend(), rig.r.next_at
-    assert rig.r.state == BACKOFF and rig.r.wait == 10
+    assert rig.r.state == BACKOFF and rig.r.wait == 20
     again = rig.restart(problem(503))  # deep sleep reboots into main.py
     assert again.r.state == HEALTHY  # the store alone would retry at once
     again.r.resume(saved)
     assert again.r.state == BACKOFF and again.r.next_at == next_at
     again.run_until_due()
-    assert again.r.wait == 20  # the backoff kept growing
+    assert again.r.wait == 80  # the backoff kept growing
 
 
 def test_resume_ignores_junk():
@@ -357,3 +358,20 @@ def test_timer_wake_keeps_the_boot_delay_already_drawn():
     assert woken.r.due_in() > 0  # on its own it would draw a new delay, again and again
     woken.r.resume(saved)
     assert woken.r.due_in() == 0
+
+
+def test_backoff_ends_before_the_token_expires_and_403_is_jittered():
+    rig = Rig(issued(tok(1), iso(T0 + 1000)), *[problem(503)] * 8, backoff_max_s=3600,
+              rnd=0.99)
+    rig.r.step()
+    rig.clock.t = rig.r.next_at  # the scheduled refresh, 10-ish minutes before expiry
+    for _ in range(8):
+        rig.r.step()
+        assert rig.r.state == BACKOFF
+        left = T0 + 1000 - rig.clock.now()
+        if left > 60 + 12:
+            assert rig.r.next_at <= T0 + 1000 - 60  # the expiry margin, not the 3600 cap
+        rig.clock.t = rig.r.next_at
+    held = Rig(problem(403), backoff_max_s=600, rnd=0.5)
+    held.r.step()
+    assert held.r.state == FORBIDDEN and held.r.due_in() == 600 + 150 + 1
