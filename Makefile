@@ -113,3 +113,9 @@ powercut: $(VENV)/.ok ## cut the power at every flash write of 130 commits, litt
 # ---- figures: heap, code size, flash wear, bytes on the wire, idle wake-ups ----
 bench: $(VENV)/.ok ## firmware vs naive script on the unix port -> docs/benchmarks.md, .png (BENCH_ARGS=--quick)
 	$(BIN)/python tools/bench.py $(BENCH_ARGS)
+
+
+# ---- fleet simulation (issue 11) ----
+.PHONY: fleet
+fleet: $(VENV)/.ok ## 10,000 real Refreshers vs a simulated server -> docs/fleet.md, .png (FLEET_ARGS=--help)
+	PYTHONPATH=tools $(BIN)/python -m fleet $(FLEET_ARGS)

@@ -53,6 +53,15 @@ class Server:
         self.lineage[dev] = Lineage(token, now + self.lifetime)
         return token, now + self.lifetime
 
+    def accepts(self, dev, rec, now):
+        """Would a refresh with this record's token succeed at `now` (the device is fresh)?"""
+        ln = self.lineage[dev]
+        if rec is None:
+            return False
+        if rec.token == ln.cur:
+            return now < ln.cur_exp
+        return rec.token == ln.parent and now < min(ln.grace_until, ln.parent_exp)
+
     def down(self, now):
         for a, b in self.outages:
             if a <= now < b:

@@ -42,6 +42,7 @@ class Fleet:
         self.n = n
         raw = {"api_url": "http://device-api.fleet.test"}
         raw.update(policies.DEFAULT_CFG.get(pol, {}))
+        raw.update(sc.get("cfg", {}))
         raw.update(cfg or {})
         self.cfg = validate(raw)
         self.rng = random.Random(seed)
@@ -129,7 +130,7 @@ class Fleet:
 
     def _check_bound(self, r, now, lo):
         exp = r.expires
-        if exp is None or r.pending is not None or "retry-after" in str(r.error):
+        if exp is None or r.pending is not None:
             return
         margin = exp - policy.MARGIN
         if margin - now >= 2 * lo + 4 and r.next_at > margin and not self._told(r):
@@ -172,8 +173,7 @@ class Fleet:
                 after += 1
             else:
                 during += 1
-        stale = sum(1 for d in self.devs if d.need or d.dead or d.r is None
-                    or d.r.state != "healthy")
+        stale = sum(1 for d in self.devs if d.dead or not srv.accepts(d.i, d.store.rec, end))
         return {
             "scenario": sc["name"], "policy": self.pol, "n": n,
             "cfg": {k: self.cfg[k] for k in ("backoff_min_s", "backoff_max_s")},
