@@ -32,13 +32,15 @@ def goals(r):
 ROWS = [
     ("peak 1 s load, % of the fleet", lambda r: "%.2f %%" % r["peak1"]),
     ("peak 10 s load, % of the fleet", lambda r: "%.2f %%" % r["peak10"]),
+    ("devices the event caught (failed, or booted overdue)",
+     lambda r: "{:,}".format(r["caught"]) if r["recovery_s"] is not None else "—"),
     ("requests", lambda r: "{:,}".format(r["attempts"])),
-    ("requests wasted", lambda r: "{:,}".format(r["wasted"])),
-    ("every device fresh, after the event's end", lambda r: minutes(r["recovery_s"])),
+    ("requests wasted (no new token)", lambda r: "{:,}".format(r["wasted"])),
+    ("until every device is fresh, from the event's end", lambda r: minutes(r["recovery_s"])),
     ("tokens expired during the event", lambda r: "{:,}".format(r["expired_during"])),
     ("tokens expired after it", lambda r: "{:,}".format(r["expired_after"])),
     ("rejected over capacity", lambda r: "{:,}".format(r["server"]["over capacity"])),
-    ("lost answers (recovered by a 200)", lambda r: "{:,}".format(r["server"]["lost answer"])),
+    ("answers lost after a rotation", lambda r: "{:,}".format(r["server"]["lost answer"])),
     ("410: presented an expired / revoked token",
      lambda r: "%d / %d" % (r["server"]["410 expired"], r["server"]["410 revoked"])),
 ]
@@ -63,10 +65,7 @@ def markdown(scenarios, results, args, elapsed):
            "Policies:", ""]
     for p in pols:
         out.append("- **%s**: %s." % (p, DESCRIBE[p]))
-    cfgs = sorted({"backoff_min_s %d, backoff_max_s %d" % (r["cfg"]["backoff_min_s"],
-                   r["cfg"]["backoff_max_s"]) for r in results if r["policy"] == OURS})
-    out += ["", "Config of the firmware's column: %s (per scenario below)." % "; ".join(cfgs),
-            "", "Every goal met by the firmware's policy: **%s**. All %d runs took %.0f s "
+    out += ["", "Every goal met by the firmware's policy: **%s**. All %d runs took %.0f s "
             "(%d worker processes)." % ("yes" if ok else "NO", len(results), elapsed,
                                         args.jobs), ""]
     for sc in scenarios:
@@ -76,8 +75,10 @@ def markdown(scenarios, results, args, elapsed):
         ours = by.get((sc["name"], OURS))
         out += ["## %s: %s" % (sc["name"], sc["title"]), ""]
         if ours:
-            out.append("Config: backoff_min_s %d, backoff_max_s %d." % (
-                ours["cfg"]["backoff_min_s"], ours["cfg"]["backoff_max_s"]))
+            prev = by.get((sc["name"], PREVIOUS))
+            out.append("Config: backoff_min_s %d, backoff_max_s %d%s." % (
+                ours["cfg"]["backoff_min_s"], ours["cfg"]["backoff_max_s"],
+                " (previous: %d)" % prev["cfg"]["backoff_max_s"] if prev else ""))
             out.append("")
         out.append("| | " + " | ".join(r["policy"] for r in rs) + " |")
         out.append("|---|" + "---:|" * len(rs))

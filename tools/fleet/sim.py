@@ -22,7 +22,7 @@ def _quiet(msg):
 
 
 class Dev:
-    __slots__ = ("i", "store", "link", "r", "ver", "need", "dead")
+    __slots__ = ("i", "store", "link", "r", "ver", "need", "dead", "caught")
 
     def __init__(self, i, server):
         self.i = i
@@ -32,6 +32,7 @@ class Dev:
         self.ver = 0  # bumps at each power cycle: heap entries of an older boot are stale
         self.need = False  # failed (backing off) or booted overdue, and not fresh since
         self.dead = False
+        self.caught = False  # needed a refresh it could not get, during the event
 
 
 class Fleet:
@@ -55,7 +56,10 @@ class Fleet:
         self.heap = []
         self.seq = 0
         self.needing = 0
-        self.settle = T0 + sc["event"][1] + BOOT_SPREAD if sc.get("event") else None
+        ev = sc.get("event")
+        self.settle = T0 + ev[1] + BOOT_SPREAD if ev else None
+        self.window = (T0 + ev[0], T0 + ev[1] + BOOT_SPREAD) if ev else (0, -1)
+        self.caught = 0
         self.recovered_at = None
         self.rotations = 0
         self.past_expiry = 0  # backoff waits scheduled past expiry - MARGIN while valid
@@ -69,6 +73,9 @@ class Fleet:
         if on != dev.need:
             dev.need = on
             self.needing += 1 if on else -1
+            if on and not dev.caught and self.window[0] <= self.clock.t <= self.window[1]:
+                dev.caught = True
+                self.caught += 1
 
     def boot(self, dev, provision=False):
         now = self.clock.t
@@ -178,7 +185,7 @@ class Fleet:
             "scenario": sc["name"], "policy": self.pol, "n": n,
             "cfg": {k: self.cfg[k] for k in ("backoff_min_s", "backoff_max_s")},
             "peak1": max(per) * 100.0 / n, "peak10": peak10 * 100.0 / n,
-            "attempts": attempts, "wasted": attempts - self.rotations,
+            "attempts": attempts, "wasted": attempts - self.rotations, "caught": self.caught,
             "recovery_s": (self.recovered_at - T0 - ev[1]) if ev and self.recovered_at
             else None,
             "expired_during": during, "expired_after": after,
