@@ -115,7 +115,7 @@ bench: $(VENV)/.ok ## firmware vs naive script on the unix port -> docs/benchmar
 	$(BIN)/python tools/bench.py $(BENCH_ARGS)
 
 
-# ---- fleet simulation (issue 11) ----
+# ---- fleet figures: peak load, recovery, expired tokens for 10,000 devices (docs/fleet.md) ----
 .PHONY: fleet
 fleet: $(VENV)/.ok ## 10,000 real Refreshers vs a simulated server -> docs/fleet.md, .png (FLEET_ARGS=--help)
 	PYTHONPATH=tools $(BIN)/python -m fleet $(FLEET_ARGS)
