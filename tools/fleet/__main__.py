@@ -13,7 +13,9 @@ from fleet.sim import simulate
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(prog="make fleet", description=__doc__)
+    p = argparse.ArgumentParser(prog="make fleet FLEET_ARGS=...", description=(
+        "Simulate a fleet of real firmware Refreshers against a simulated server; write "
+        "docs/fleet.md and its chart. Exit 1 when the firmware's policy misses a goal."))
     p.add_argument("--n", type=int, default=10000, help="devices (default 10000)")
     p.add_argument("--backoff-min-s", type=int, help="config.json backoff_min_s")
     p.add_argument("--backoff-max-s", type=int, help="config.json backoff_max_s")

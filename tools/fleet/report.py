@@ -36,7 +36,9 @@ ROWS = [
      lambda r: "{:,}".format(r["caught"]) if r["recovery_s"] is not None else "—"),
     ("requests", lambda r: "{:,}".format(r["attempts"])),
     ("requests wasted (no new token)", lambda r: "{:,}".format(r["wasted"])),
-    ("until every device is fresh, from the event's end", lambda r: minutes(r["recovery_s"])),
+    ("until every device is fresh, from the event's end", lambda r: "never: %d lost their "
+     "token" % r["dead"] if r["dead"] and r["recovery_s"] is not None
+     else minutes(r["recovery_s"])),
     ("tokens expired during the event", lambda r: "{:,}".format(r["expired_during"])),
     ("tokens expired after it", lambda r: "{:,}".format(r["expired_after"])),
     ("rejected over capacity", lambda r: "{:,}".format(r["server"]["over capacity"])),
@@ -62,6 +64,16 @@ def markdown(scenarios, results, args, elapsed):
            % (args.n, args.grace, args.capacity,
               "412 + Retry-After: %d" % args.retry_after if args.over == "412" else "503",
               args.lost * 100, BOOT_SPREAD, args.seed), "",
+           "What the rows mean: *load* counts every request sent in a second or in 10 s, "
+           "answered or not (into an outage too), as a share of the fleet. *Wasted* is every "
+           "request that brought no new token. The *event* is the outage, or the power cut "
+           "(its end: the fleet powering up). A device is *caught* when it needed a token "
+           "and could not get one during the event (it failed, or booted past its refresh "
+           "point); *fresh* when it holds a token the server accepts and nothing is "
+           "overdue. *Expired after it*: tokens that ran out while the server was up again, "
+           "which a policy must never let happen. Backoff waits a server set (412 + "
+           "Retry-After) are allowed past expiry; no other wait is (checked at every "
+           "failure: *no retry scheduled past expiry - margin*).", "",
            "Policies:", ""]
     for p in pols:
         out.append("- **%s**: %s." % (p, DESCRIBE[p]))
@@ -89,8 +101,8 @@ def markdown(scenarios, results, args, elapsed):
                 "%s %s" % (w, "✓" if m else "✗ NOT MET") for w, m in goals(ours)))]
         out.append("")
     out += ["## Chart", "", "![requests per second](%s)" % args.chart_name, "",
-            "Requests per second reaching for the server (answered or not), around each "
-            "scenario's event; log scale.", ""]
+            "Requests sent per second (answered or not), around each scenario's event; "
+            "outages shaded; log scale above 10.", ""]
     return "\n".join(out), ok
 
 
