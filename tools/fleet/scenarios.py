@@ -5,7 +5,7 @@
 H = 3600
 DAY = 24 * H
 
-SCENARIOS = [
+SCENARIOS: list[dict] = [
     {"name": "together", "title": "provisioned together, 24 h tokens, 3 days",
      "lifetime": DAY, "duration": 3 * DAY},
     {"name": "outage-2h", "title": "24 h tokens, 2 h server outage at the first refresh wave",
