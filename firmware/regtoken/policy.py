@@ -36,16 +36,17 @@ def floor(t, rnd):
 def backoff(prev, lo, hi, rnd, retry_after=0, left=None):
     """Wait after a failure, given the previous wait (0 after a success) and the seconds
     the token has `left` (None: no expiry). Equal jitter over bands four times apart: the
-    first wait is drawn from [lo, 2 lo], the next from [4 lo, 8 lo], ..., so each at least
-    doubles the last without compounding; once a band passes `hi`, [hi / 2, hi]. While the token is
-    valid the wait ends at most half-way to expiry minus MARGIN, so retries get denser
-    as expiry nears (never below `lo`). Retry-After is a floor plus jitter."""
+    first wait is drawn from [lo, 2 lo], the next from [4 lo, 8 lo], ..., so each at
+    least doubles the last without compounding; once a band passes `hi`, [hi / 2, hi].
+    While the token is valid the wait ends at most half-way to expiry minus MARGIN, so
+    retries get denser as expiry nears (never below `lo`). Retry-After is a floor plus
+    jitter."""
     f = lo
     while 4 * f <= prev:
         f *= 4  # the band the previous wait came from
     if prev > 0:
         f *= 4
-    a, b = (f, 2 * f) if 2 * f <= hi else (hi, hi // 2)
+    a, b = (f, 2 * f) if 2 * f <= hi else (hi, hi // 2)  # rnd 0 draws `a`
     if left is not None and left > 0:
         c = (left - MARGIN) // 2
         if c < max(a, b):
