@@ -14,7 +14,7 @@ DEFAULTS = {
     "wifi": None,
     "timeout_s": 15,
     "backoff_min_s": 5,
-    "backoff_max_s": 300,
+    "backoff_max_s": 240,
     "store_dir": "",
     "transport": "wire",
     "sleep": "none",

@@ -37,7 +37,9 @@ def backoff(prev, lo, hi, rnd, retry_after=0, left=None):
     """Wait after a failure, given the previous wait (0 after a success) and the seconds
     the token has `left` (None: no expiry). Equal jitter over bands four times apart: the
     first wait is drawn from [lo, 2 lo], the next from [4 lo, 8 lo], ..., so each at
-    least doubles the last without compounding; once a band passes `hi`, [hi / 2, hi].
+    least doubles the last without compounding; a band that passes `hi` ends at `hi`, and
+    from then on every wait is `hi` (it still "at least doubles up to the cap"; the fleet
+    keeps the phases it drew on the way up, so it does not fall into step).
     While the token is valid the wait ends at most half-way to expiry minus MARGIN, so
     retries get denser as expiry nears (never below `lo`). Retry-After is a floor plus
     jitter."""
@@ -46,7 +48,7 @@ def backoff(prev, lo, hi, rnd, retry_after=0, left=None):
         f *= 4  # the band the previous wait came from
     if prev > 0:
         f *= 4
-    a, b = (f, 2 * f) if 2 * f <= hi else (hi, hi // 2)  # rnd 0 draws `a`
+    a, b = min(f, hi), min(2 * f, hi)  # rnd 0 draws `a`
     if left is not None and left > 0:
         c = (left - MARGIN) // 2
         if c < max(a, b):

@@ -19,7 +19,7 @@ def refused(key, **kw):
 
 def test_defaults():
     c = validate(BASE)
-    assert c["timeout_s"] == 15 and c["backoff_min_s"] == 5 and c["backoff_max_s"] == 300
+    assert c["timeout_s"] == 15 and c["backoff_min_s"] == 5 and c["backoff_max_s"] == 240
     assert c["tls_verify"] is True and c["initial_token"] is None
     assert "initial_expiration" not in c  # absent means unknown: rotate at first boot
 

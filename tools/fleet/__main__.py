@@ -1,5 +1,5 @@
 # `make fleet`: run every scenario under each policy, write docs/fleet.md and its chart.
-#   PYTHONPATH=tools python -m fleet [--n 10000] [--backoff-max-s 300] [--scenarios a,b]
+#   PYTHONPATH=tools python -m fleet [--n 10000] [--backoff-max-s 240] [--scenarios a,b]
 # Exit status 1 when the firmware's policy misses a goal.
 import argparse
 import os
