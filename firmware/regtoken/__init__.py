@@ -8,11 +8,11 @@ class ConfigError(Exception):
 
 from .clock import Clock  # noqa: E402  (ConfigError first: the modules below import it)
 from .log import redact  # noqa: E402
-from .refresher import BACKOFF, FORBIDDEN, HEALTHY, PROVISION, Refresher  # noqa: E402
+from .refresher import BACKOFF, FORBIDDEN, HEALTHY, PROVISION, PROVISIONING, Refresher  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ("Refresher", "ConfigError", "Clock", "open", "load", "validate", "redact",
-           "HEALTHY", "BACKOFF", "FORBIDDEN", "PROVISION")
+           "HEALTHY", "BACKOFF", "FORBIDDEN", "PROVISION", "PROVISIONING")
 
 
 def load(path: str = "config.json") -> dict:

@@ -19,6 +19,8 @@ DEFAULTS = {
     "transport": "wire",
     "sleep": "none",
     "led": None,
+    "reprovision": False,
+    "device_id": None,
 }
 
 
@@ -55,8 +57,13 @@ def validate(raw):
             cfg["initial_expiration"] = rfc3339(raw["initial_expiration"])
         except ValueError:
             raise _bad("initial_expiration", "must be an RFC 3339 date-time or null")
-    if cfg["tls_verify"] not in (True, False):
-        raise _bad("tls_verify", "must be true or false")
+    for key in ("tls_verify", "reprovision"):
+        if cfg[key] not in (True, False):
+            raise _bad(key, "must be true or false")
+    d = cfg["device_id"]
+    if d is not None and not (isinstance(d, str) and 3 < len(d) < 91 and all(
+            c.isalpha() and c < "{" or "/" < c < ":" or c in "-_." for c in d)):
+        raise _bad("device_id", "must be 4 to 90 characters of 0-9 a-z A-Z - _ .")
     if cfg["ca_file"] is not None and not isinstance(cfg["ca_file"], str):
         raise _bad("ca_file", "must be a file name")
     if https and cfg["tls_verify"] and not cfg["ca_file"]:

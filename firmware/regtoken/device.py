@@ -15,6 +15,7 @@ PATTERNS = {
     "backoff": (0b1111100000, (24, 12, 0)),  # slow blink, amber
     "forbidden": (0b1010000000, (24, 0, 24)),  # double blip, magenta: 403, long backoff
     "provision": (0b1111111111, (24, 0, 0)),  # steady, red: a person must act
+    "provisioning": (0b1101100000, (0, 16, 24)),  # two quick blips, cyan: approve the code
 }
 STEADY = (0, 0b1111111111)
 # Longest single sleep: rp2 times sleeps in 32-bit microseconds (~71 min); elsewhere a

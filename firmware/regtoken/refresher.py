@@ -26,6 +26,7 @@ except ImportError:
 HEALTHY = "healthy"
 BACKOFF = "backoff"
 PROVISION = "provision"  # and FORBIDDEN, from answer: 403 is a state too
+PROVISIONING = "provisioning"  # self-provisioning (selfprov.py) is running
 PATH = "/devices/registration-tokens/refresh"
 
 
@@ -67,6 +68,7 @@ class Refresher:
         self.rec: Record | None = None  # the committed record
         self.pending = None  # a new record the flash refused; retried before anything else
         self.state = None
+        self.prov = None  # a selfprov.Provisioner while PROVISIONING
         self.next_at = None
         self.wait = 0  # the last backoff wait, 0 after a success
         self.error = None
@@ -85,12 +87,12 @@ class Refresher:
     def token(self) -> str | None:
         """The committed token, or None when the device needs provisioning."""
         rec = self.rec
-        return rec.token if rec and rec.due != DEAD else None
+        return rec.token if rec and rec.due >= 0 else None  # < 0: refused, or an operation
 
     @property
     def expires(self) -> int | None:
         """Unix seconds, or None (never expires, or not known yet)."""
-        exp = self.rec.exp if self.rec else None
+        exp = self.rec.exp if self.token else None
         return exp if isinstance(exp, int) else None
 
     def due_in(self) -> int | None:
@@ -141,12 +143,16 @@ class Refresher:
             next_at, wait = int(next_at), int(wait)
         except (AttributeError, ValueError, UnicodeError):
             return
-        if state in (HEALTHY, BACKOFF, FORBIDDEN) and self.state == HEALTHY and not self.pending:
+        if (state in (HEALTHY, BACKOFF, FORBIDDEN) and self.state == HEALTHY
+                or state == self.state == PROVISIONING) and not self.pending:
             self.wait = wait
             self._set(state, next_at or None, "resumed after deep sleep")
 
     def status(self) -> dict:
+        p = self.prov
         return {
+            "verification_code": p and p.code,  # for the operator to approve, while PROVISIONING
+            "operation_expires": p and p.exp,
             "state": self.state,
             "token": redact(self.token),
             "expires": self.expires,
@@ -162,14 +168,14 @@ class Refresher:
         rec = self.store.load()
         init = self.cfg["initial_token"]
         # import only into an empty store, or over a refused token from another provisioning
-        if init and (rec is None or (rec.due == DEAD and rec.seed != fingerprint(init))):
+        if init and (rec is None or (rec.due < 0 and rec.seed != fingerprint(init))):
             rec = self._import(init)
         self.rec = rec
         now = self.clock.now()
         if rec is None:
-            self._set(PROVISION, None, "no token: provision this device")
-        elif rec.due == DEAD:
-            self._set(PROVISION, None, "token refused (410): provision this device")
+            self._need(rec, "no token: provision this device")
+        elif rec.due < 0:
+            self._need(rec, "token refused (410): provision this device")
         elif rec.exp != NEVER and not self.clock.trusted:
             # no idea what time it is: the answer brings the server's Date
             self._set(HEALTHY, now, "clock unknown: refresh at once")
@@ -205,7 +211,18 @@ class Refresher:
         body = json.dumps({"registrationToken": rec.token}).encode()
         return "PUT", self.cfg["api_url"] + PATH, body, h
 
+    def _need(self, rec, why):
+        # no usable token: provision ourselves if allowed, else wait for a person
+        if self.cfg["reprovision"] and self.cfg["provisioning_token"]:
+            from .selfprov import Provisioner
+
+            self.prov = Provisioner(self, rec)
+        else:
+            self._set(PROVISION, None, why)
+
     def _begin(self):
+        if self.prov:
+            return self.prov.request()
         self.counts["attempts"] += 1
         self.log("refresh: presenting %s" % redact(self.token))
         return self.request()
@@ -224,6 +241,8 @@ class Refresher:
 
     def settle(self, answer) -> None:
         """Act on one answer: (status, headers, body), or the exception the call raised."""
+        if self.prov:
+            return self.prov.settle(answer)
         if isinstance(answer, Exception):
             return self._fail("transport: %s %s" % (type(answer).__name__, answer), 0)
         cur = self.rec
@@ -242,8 +261,7 @@ class Refresher:
         elif kind == GONE:
             cur.due = DEAD
             self._persist()
-            self._set(PROVISION, None, "410: token invalid, expired or revoked; "
-                                       "provision this device")
+            self._need(cur, "410: token invalid, expired or revoked; provision this device")
         elif kind == FORBIDDEN:
             self.wait = policy.floor(max(self.cfg["backoff_max_s"], retry), self.rand())
             cur.due = self._after(self.wait)

@@ -12,9 +12,18 @@ def issued(token, exp="2030-01-01T00:00:00Z", status=201, headers=None):
     return status, headers or {}, token_body(token, exp)
 
 
-def problem(status, headers=None):
-    body = json.dumps({"type": None, "title": "x", "status": status, "detail": None})
+def problem(status, headers=None, type=None):
+    body = json.dumps({"type": type, "title": "x", "status": status, "detail": None})
     return status, headers or {}, body.encode()
+
+
+CANCELLED = "https://device-api.test/problems/provisioningOperationCancelled"
+
+
+def operation(op_id, code, exp, status=201):
+    """An answer to POST /provisioning-operations/init."""
+    body = {"provisioningOperationId": op_id, "verificationCode": code, "expirationTime": exp}
+    return status, {}, json.dumps(body).encode()
 
 
 class FakeHTTP:

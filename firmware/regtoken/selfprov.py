@@ -1,0 +1,107 @@
+# Self-provisioning: a device with no usable token gets one through the platform's
+# provisioning operation, which an operator approves by its verification code. The
+# refresher imports this only when it is needed (reprovision, a provisioning_token, no
+# usable token) and hands it its calls and answers while it is PROVISIONING.
+#
+# Power cuts: the operation is committed to the store (due OP, token "<id> <code>", exp its
+# expiry, the dead lineage's seed) before its code is shown, so a restart resumes it and the
+# approval is not lost. A cut after complete's 200 but before the token's commit completes
+# again on restart: the server gives a new token and revokes the one never stored. A cut
+# after the commit finds the token. The store's swap keeps the op or the token, never neither.
+import json
+
+from . import policy
+from .answer import retry_after, token_object, valid_token
+from .dates import rfc3339
+from .refresher import PROVISION, PROVISIONING
+from .store import DEAD, NEVER, Record, StoreError
+
+OP = -2  # `due` of a stored provisioning operation
+
+
+class Provisioner:
+    def __init__(self, r, rec):
+        self.r = r
+        self.seed = rec.seed if rec else "-"
+        self.id = self.code = self.exp = None
+        at = r.clock.now()
+        if rec and rec.due == OP:
+            self.id, self.code = rec.token.split()
+            self.exp = rec.exp
+            at += r.cfg["backoff_min_s"]  # the previous call may have been just before the cut
+        r.wait = 0
+        r._set(PROVISIONING, at, "code %s" % self.code)
+
+    def request(self):
+        r = self.r
+        c = r.cfg
+        if self.id and r.clock.now() >= self.exp:
+            self.id = None
+            r.log("provisioning: expired")
+        if self.id:
+            m, p, d = "PUT", "complete", {"provisioningOperationId": self.id}
+        else:
+            m, p, d = "POST", "init", {"deviceId": c["device_id"]} if c["device_id"] else {}
+        return m, c["api_url"] + "/provisioning-operations/" + p, json.dumps(d).encode(), {
+            "Content-Type": "application/json",
+            "Authorization": "DeviceToken " + c["provisioning_token"]}
+
+    def _save(self, rec):
+        try:
+            self.r.store.commit(rec)
+        except StoreError as e:
+            self.r.log("store: %s" % e)
+
+    def settle(self, a):
+        r = self.r
+        c = r.cfg
+        lo, hi = c["backoff_min_s"], c["backoff_max_s"]
+        now = r.clock.now()
+        retry = 0
+        if isinstance(a, Exception):
+            why = repr(a)
+        else:
+            st, h, body = a
+            retry = retry_after(h, now)
+            why = "HTTP %d" % st
+            try:
+                if self.id and st == 202:
+                    why = "not approved"
+                elif self.id and st // 100 == 2:
+                    tok, exp = token_object(body)
+                    r.prov = None
+                    # without NTP `now` is wrong: refresh at once, which sets the clock
+                    due = 0 if exp is None else max(policy.refresh_at(now, exp, r.rand()),
+                                                    now + lo) if r.clock.trusted else now
+                    return r._keep(Record(tok, NEVER if exp is None else exp, due, self.seed),
+                                   "provisioned (%d)" % st)
+                elif st // 100 == 2:
+                    o = json.loads(body)
+                    i, code = o["provisioningOperationId"], o["verificationCode"]
+                    exp = rfc3339(o["expirationTime"])
+                    if not (valid_token(i) and valid_token(code) and exp):
+                        raise ValueError
+                    self._save(Record(i + " " + code, exp, OP, self.seed))  # before it shows
+                    self.id, self.code, self.exp = i, code, exp
+                    r.log("provisioning: verification code: %s (until %s)"
+                          % (code, o["expirationTime"]))
+                    r.wait = 0
+                    why = "approve it"
+                elif st == 401 or st == 410 and b'provisioningOperationCancelled"' in body:
+                    r.prov = None
+                    why = "401: bad provisioning_token: fix config.json and restart"
+                    if st == 410:  # a restart must not resume it
+                        self._save(Record(self.id, self.exp, DEAD, self.seed))
+                        why = "cancelled by an operator: restart to provision again"
+                    return r._set(PROVISION, None, why)
+                elif st == 410:
+                    self.id = None
+                    r.wait = 0
+                    why = "410: new init"
+                elif st == 423:
+                    retry = max(retry, hi)  # workspace disabled
+            except (ValueError, KeyError, TypeError):
+                why += " bad"
+        valid = self.id and now < self.exp
+        r.wait = policy.backoff(r.wait, lo, min(hi, 60) if valid else hi, r.rand(), retry)
+        r._set(PROVISIONING, now + r.wait + 1, "%s; next in %ds" % (why, r.wait))

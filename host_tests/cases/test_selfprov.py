@@ -1,0 +1,334 @@
+# Self-provisioning (firmware/regtoken/selfprov.py and its seam in the refresher), on the
+# shared fakes: scripted answers, a virtual clock, an in-memory flash that can lose power.
+# Runs under CPython and under MicroPython (mp_runner.py).
+import json
+
+from fakes.clock import T0
+from fakes.memfs import PowerLost
+from fakes.net import CANCELLED, issued, operation, problem
+from regtoken import HEALTHY, PROVISION, PROVISIONING, ConfigError, validate
+from regtoken.store import DEAD, fingerprint
+
+from cases.test_refresher import Rig as _Rig
+from cases.test_refresher import iso
+from cases.util import raises, tok
+
+DAY = 86400
+OP = -2  # selfprov.OP: the store's `due` of a provisioning operation
+KEYS = ("api_url", "initial_token", "provisioning_token", "backoff_min_s", "backoff_max_s",
+        "reprovision", "device_id")
+ZERO_TOUCH = {"initial_token": None, "reprovision": True, "provisioning_token": "prov-secret",
+              "device_id": "dev-0001"}
+
+
+class Rig(_Rig):
+    """The refresher rig with the self-provisioning keys carried over restarts."""
+
+    def __init__(self, *answers, **cfg):
+        self.states = []
+        self.tokens = []
+        _Rig.__init__(self, *answers, **cfg)
+        self.r.on_state(lambda s, why: self.states.append(s))
+        self.r.on_token(lambda t, exp: self.tokens.append(t))
+
+    def raw(self):
+        return {k: self.cfg[k] for k in KEYS}
+
+    def restart(self, *answers):
+        return Rig(*answers, fs=self.fs, clock=self.clock, rnd=self.rnd, **self.raw())
+
+    def calls(self):
+        """(method, last path segment, body) of every call."""
+        return [(m, u.rsplit("/", 1)[1], json.loads(b)) for m, u, b, h in self.http.calls]
+
+    def codes_logged(self):
+        return [x for x in self.lines if "verification code: " in x]
+
+
+def zero_touch(*answers, **cfg):
+    c = dict(ZERO_TOUCH)
+    c.update(cfg)
+    return Rig(*answers, **c)
+
+
+def op(n=1, life=600, now=T0):
+    return operation("op-%d" % n, "CODE-%04d" % n, iso(now + life))
+
+
+def test_zero_touch_first_boot_inits_polls_and_commits():
+    rig = zero_touch(op(), (202, {}, b""), (202, {}, b""), issued(tok(1), iso(T0 + DAY), 200))
+    assert rig.r.state == PROVISIONING and rig.r.due_in() == 0 and rig.r.token is None
+    assert rig.states == []  # set while opening, before any callback could be registered
+    rig.r.step()
+    method, url, body, headers = rig.http.calls[0]
+    assert method == "POST" and url == "http://device-api.test/provisioning-operations/init"
+    assert json.loads(body) == {"deviceId": "dev-0001"}
+    assert headers == {"Content-Type": "application/json",
+                       "Authorization": "DeviceToken prov-secret"}
+    assert rig.codes_logged() == [x for x in rig.lines if "CODE-0001" in x]
+    assert len(rig.codes_logged()) == 1 and "verification code: CODE-0001" in rig.codes_logged()[0]
+    st = rig.r.status()
+    assert st["state"] == PROVISIONING and st["verification_code"] == "CODE-0001"
+    assert st["operation_expires"] == T0 + 600 and st["token"] == "<none>"
+    assert rig.stored().due == OP  # the operation survives a restart
+    assert rig.r.due_in() >= 5  # backoff_min_s after the previous provisioning call
+    rig.run_until_due()
+    rig.run_until_due()
+    rig.run_until_due()
+    assert [c[:2] for c in rig.calls()] == [("POST", "init")] + [("PUT", "complete")] * 3
+    assert rig.calls()[1][2] == {"provisioningOperationId": "op-1"}
+    assert rig.http.calls[3][3]["Authorization"] == "DeviceToken prov-secret"
+    assert rig.r.state == HEALTHY and rig.r.token == tok(1) == rig.stored().token
+    assert rig.stored().due > 0 and rig.r.expires == T0 + DAY
+    assert rig.tokens == [tok(1)] and rig.states == [HEALTHY]
+    assert rig.r.status()["verification_code"] is None
+    assert len(rig.codes_logged()) == 1
+    # then refreshed on the usual schedule, with the provisioned token
+    assert DAY // 2 - 100 <= rig.r.due_in() <= DAY - 600
+    rig.http.answers.append(issued(tok(2), iso(T0 + 2 * DAY)))
+    rig.run_until_due()
+    assert rig.http.presented() == tok(1) and rig.r.token == tok(2)
+
+
+def test_init_without_device_id_sends_an_empty_object():
+    rig = zero_touch(op(), device_id=None)
+    rig.r.step()
+    assert rig.http.calls[0][2] == b"{}"
+
+
+def test_polls_grow_like_backoff_but_at_most_60s_while_valid():
+    rig = zero_touch(op(life=DAY), *[(202, {}, b"")] * 12, backoff_min_s=5, backoff_max_s=3600,
+                     rnd=0.0)
+    rig.r.step()
+    waits = [rig.r.due_in()]
+    for _ in range(12):
+        rig.run_until_due()
+        waits.append(rig.r.due_in())
+    assert all(w >= 5 for w in waits) and waits[0] <= 6
+    assert all(b >= a for a, b in zip(waits, waits[1:]))
+    assert max(waits) == 61 and waits[-1] == 61  # 60 s, and never early by a fraction
+    assert rig.r.state == PROVISIONING and rig.r.token is None
+
+
+def test_expired_operation_reinits_then_and_not_before():
+    seen = []  # (time, endpoint) of every call
+
+    def server(method, url, body, headers):
+        seen.append((rig.clock.now(), url.rsplit("/", 1)[1]))
+        return op(len(seen), life=100, now=rig.clock.now()) if method == "POST" else (202, {}, b"")
+
+    rig = zero_touch(*[server] * 40, rnd=0.0)
+    while len(seen) < 40:
+        rig.run_until_due()
+    inits = [t for t, what in seen if what == "init"]
+    assert len(inits) >= 3
+    for first, second in zip(inits, inits[1:]):
+        assert first + 100 <= second <= first + 100 + 61  # once expired, and not before
+        polls = [t for t, what in seen if what == "complete" and first < t < second]
+        assert polls and all(t < first + 100 for t in polls)
+    assert [x for x in rig.lines if "expired" in x]
+    assert len(rig.codes_logged()) == len(inits)
+
+
+def test_plain_410_on_complete_reinits():
+    rig = zero_touch(op(1), problem(410), op(2), issued(tok(1), iso(T0 + DAY), 200))
+    for _ in range(4):
+        rig.run_until_due()
+    assert [c[1] for c in rig.calls()] == ["init", "complete", "init", "complete"]
+    assert rig.calls()[3][2] == {"provisioningOperationId": "op-2"}
+    assert len(rig.codes_logged()) == 2 and rig.r.token == tok(1)
+
+
+def test_cancelled_operation_stops_until_restart_which_inits_anew():
+    rig = zero_touch(op(1), problem(410, type=CANCELLED))
+    rig.r.step()
+    rig.run_until_due()
+    assert rig.r.state == PROVISION and rig.r.due_in() is None and rig.r.step() is None
+    assert len(rig.http.calls) == 2
+    assert [x for x in rig.lines if "cancelled" in x and "restart" in x]
+    assert rig.stored().due == DEAD  # a restart does not resume the cancelled operation
+    again = rig.restart(op(2))
+    assert again.r.state == PROVISIONING
+    again.r.step()
+    assert again.calls()[0][:2] == ("POST", "init")
+
+
+def test_401_stops_with_a_message_that_says_what_to_do():
+    for answers in ((problem(401),), (op(1), problem(401))):
+        rig = zero_touch(*answers)
+        for _ in answers:
+            rig.run_until_due()
+        assert rig.r.state == PROVISION and rig.r.due_in() is None and rig.r.step() is None
+        assert len(rig.http.calls) == len(answers)
+        assert [x for x in rig.lines if "provisioning_token" in x and "config.json" in x]
+        assert rig.restart().r.state == PROVISIONING  # tries again after a restart
+
+
+def test_423_waits_backoff_max_and_other_failures_back_off():
+    rig = zero_touch(problem(423), backoff_max_s=7200)
+    rig.r.step()
+    assert rig.r.state == PROVISIONING and rig.r.due_in() >= 7200
+    for failure in (problem(503), OSError("timed out"), (201, {}, b"<html>"),
+                    operation("op-1", "BAD CODE", iso(T0 + 600)),
+                    operation("op-1", "CODE", None), problem(412, {"retry-after": "900"})):
+        rig = zero_touch(failure, rnd=0.0)
+        rig.r.step()
+        assert rig.r.state == PROVISIONING and rig.r.due_in() >= 6
+        assert rig.stored() is None and rig.r.status()["verification_code"] is None
+    assert rig.r.due_in() == 901  # Retry-After is a floor
+    rig = zero_touch(op(1), problem(423), backoff_max_s=7200)
+    rig.r.step()
+    rig.run_until_due()
+    assert rig.r.due_in() >= 7200  # even while the operation is valid
+
+
+def test_410_on_refresh_reprovisions_and_keeps_the_lineage_seed():
+    rig = Rig(problem(410), op(1), issued(tok(1), iso(T0 + DAY), 200), reprovision=True,
+              provisioning_token="prov-secret")
+    rig.r.step()
+    assert rig.r.state == PROVISIONING and rig.stored().due == DEAD
+    assert rig.r.due_in() == 0
+    rig.r.step()
+    assert rig.stored().due == OP and rig.stored().seed == fingerprint(tok(0))
+    rig.run_until_due()
+    assert rig.r.state == HEALTHY and rig.stored().token == tok(1)
+    assert rig.stored().seed == fingerprint(tok(0))
+    assert [c[1] for c in rig.calls()] == ["refresh", "init", "complete"]
+    again = rig.restart()  # the old initial_token in config.json is not imported again
+    assert again.r.token == tok(1) and again.r.state == HEALTHY
+    assert not [x for x in again.lines if "import" in x]
+
+
+def test_power_cut_after_completes_200_before_the_commit_completes_again():
+    rig = zero_touch(op(1), issued(tok(1), iso(T0 + DAY), 200))
+    rig.r.step()
+    rig.clock.advance(rig.r.due_in())
+    rig.fs.cut_after = 0  # the power goes during the token's commit: it never lands
+    raises(PowerLost, rig.r.step)
+    rig.fs.cut_after = None
+    again = rig.restart(issued(tok(2), iso(T0 + DAY), 200))
+    assert again.r.state == PROVISIONING and again.r.token is None
+    assert again.r.status()["verification_code"] == "CODE-0001"  # resumed, not a new init
+    assert again.r.due_in() >= 5
+    assert not again.codes_logged()  # no new code: the approval stands
+    again.run_until_due()
+    assert again.calls() == [("PUT", "complete", {"provisioningOperationId": "op-1"})]
+    assert again.r.token == tok(2) == again.stored().token and again.r.state == HEALTHY
+
+
+def test_power_cut_after_the_commit_keeps_the_token():
+    rig = zero_touch(op(1), issued(tok(1), iso(T0 + DAY), 200))
+    rig.r.step()
+    rig.run_until_due()
+    again = rig.restart()
+    assert again.r.state == HEALTHY and again.r.token == tok(1) and again.http.calls == []
+
+
+class Platform:
+    """A scripted platform for any order of calls: init opens an operation (approved at
+    once), complete gives a new token and revokes the earlier ones, refresh rotates a valid
+    token and answers 410 to any other. `bad` counts revoked tokens presented."""
+
+    def __init__(self):
+        self.n = 10
+        self.valid = set()
+        self.revoked = set()
+        self.bad = 0
+
+    def __call__(self, method, url, body, headers):
+        self.n += 1
+        what = url.rsplit("/", 1)[1]
+        if what == "init":
+            return op(self.n)
+        new = tok(self.n)
+        if what == "complete":
+            self.revoked |= self.valid
+            self.valid = {new}
+            return issued(new, iso(T0 + DAY), 200)
+        presented = json.loads(body)["registrationToken"]
+        self.bad += presented in self.revoked
+        if presented not in self.valid:
+            return problem(410)
+        self.valid.add(new)  # the parent stays valid through its grace period
+        return issued(new, iso(T0 + DAY))
+
+
+def test_power_cut_at_every_write_never_loses_or_presents_a_revoked_token():
+    # tok(0) is imported and refused (410); then an operation, the token, its first refresh
+    cut = 0
+    while True:
+        platform = Platform()
+        rig = Rig(*[platform] * 20, reprovision=True, provisioning_token="prov-secret")
+        rig.fs.cut_after = cut
+        lost = False
+        try:
+            while rig.r.counts["rotations"] < 2:
+                rig.run_until_due()
+        except PowerLost:
+            lost = True
+        rig.fs.cut_after = None
+        again = rig.restart(*[platform] * 20)
+        while again.r.counts["rotations"] < 2 - (not lost) * 2 or again.r.state != HEALTHY:
+            again.run_until_due()
+        assert again.r.token in platform.valid and again.stored().token == again.r.token, cut
+        assert platform.bad == 0, cut
+        if not lost:
+            break
+        cut += 1
+    assert cut >= 4  # the 410 mark, the operation, the token, the refreshed token
+
+
+def test_deep_sleep_keeps_the_poll_wait():
+    rig = zero_touch(op(1), (202, {}, b""), (202, {}, b""), rnd=0.0)
+    rig.r.step()
+    rig.run_until_due()
+    saved, next_at, wait = rig.r.suspend(), rig.r.next_at, rig.r.wait
+    woken = rig.restart((202, {}, b""))
+    woken.r.resume(saved)
+    assert woken.r.state == PROVISIONING and woken.r.next_at == next_at and woken.r.wait == wait
+    woken.run_until_due()
+    assert woken.r.wait > wait
+
+
+def test_full_flash_keeps_the_provisioned_token_in_ram_and_retries():
+    rig = zero_touch(op(1), issued(tok(1), iso(T0 + DAY), 200))
+    rig.r.step()
+    rig.fs.full = True
+    rig.run_until_due()
+    assert rig.r.status()["pending_commit"] and rig.r.token is None
+    rig.fs.full = False
+    rig.run_until_due()
+    assert rig.r.token == tok(1) == rig.stored().token and len(rig.http.calls) == 2
+
+
+def test_reprovision_false_keeps_todays_behaviour():
+    for cfg in ({"reprovision": False}, {"provisioning_token": None}):
+        rig = zero_touch(**cfg)
+        assert rig.r.state == PROVISION and rig.r.step() is None and rig.http.calls == []
+    rig = Rig(problem(410), provisioning_token="prov-secret")
+    rig.r.step()
+    assert rig.r.state == PROVISION and rig.r.step() is None and len(rig.http.calls) == 1
+
+
+def test_no_token_or_operation_id_is_logged():
+    rig = zero_touch(operation("op-" + tok(7)[:40], "CODE-1", iso(T0 + 600)), (202, {}, b""),
+                     issued(tok(1), iso(T0 + 100), 200), issued(tok(2), iso(T0 + DAY)))
+    for _ in range(4):
+        rig.run_until_due()
+    text = "\n".join(rig.lines) + str(rig.r.status())
+    for secret in (tok(1), tok(2), tok(7)[:40], "prov-secret"):
+        assert secret[:12] not in text
+    assert "verification code: CODE-1" in text
+
+
+def test_config_keys_are_validated():
+    assert validate({"api_url": "http://x"})["reprovision"] is False
+    assert validate({"api_url": "http://x"})["device_id"] is None
+    for good in ("abcd", "A-b_c.9", "x" * 90):
+        assert validate({"api_url": "http://x", "device_id": good})["device_id"] == good
+    for bad in ("abc", "x" * 91, "bad id", "caf\u00e9-1", "a/b:c", 1234, ""):
+        e = raises(ConfigError, validate, {"api_url": "http://x", "device_id": bad})
+        assert "'device_id'" in str(e), e
+    for bad in ("yes", "true", None):
+        e = raises(ConfigError, validate, {"api_url": "http://x", "reprovision": bad})
+        assert "'reprovision'" in str(e)
