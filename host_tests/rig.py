@@ -108,19 +108,20 @@ class LiveRig:
     the server keeps the token valid for `lifetime`: a quick refresh schedule that leaves time
     for faults. tls: (certfile, keyfile) serves https; the device then connects to `host`
     ("localhost" by default, the name the test certificates carry) and gets `ca` (a file on
-    the host) copied into the board directory as its ca_file. **cfg: config.json keys.
+    the host) copied into the board directory as its ca_file. server: more RefServer
+    arguments (device_token, op_lifetime). **cfg: config.json keys.
     """
 
     def __init__(self, tmp_path: Any, micropython: str, lifetime: float | None = 60.0,
                  grace: float = 30.0, initial_exp: bool = False, *, name: str = "",
                  tls: tuple[Any, Any] | None = None, ca: Any = None, host: str | None = None,
-                 skew: float = 0.0, **cfg: Any) -> None:
+                 skew: float = 0.0, server: dict[str, Any] | None = None, **cfg: Any) -> None:
         base = os.path.join(str(tmp_path), name) if name else str(tmp_path)
         os.makedirs(base, exist_ok=True)
         self.db = os.path.join(base, "server.sqlite3")
         self.server_lines: list[str] = []
         self.srv = RefServer(db=self.db, lifetime=lifetime, grace=grace, tls=tls,
-                             log=self.server_lines.append).start()
+                             log=self.server_lines.append, **(server or {})).start()
         if skew:
             self.srv.set_clock_offset(-skew)
         self.minted = self.srv.mint()
@@ -157,6 +158,10 @@ class LiveRig:
     def requests(self) -> list[dict[str, Any]]:
         """The server's records of refresh-endpoint requests, in arrival order."""
         return [r for r in self.srv.stats(settle=0.5)["requests"] if r.get("path") == PATH]
+
+    def calls(self, path: str) -> list[dict[str, Any]]:
+        """The server's records of requests to `path`, in arrival order."""
+        return [r for r in self.srv.stats(settle=0.5)["requests"] if r.get("path") == path]
 
     def refreshes(self) -> list[dict[str, Any]]:
         return [r for r in self.srv.stats()["requests"] if r.get("token_sha256")]

@@ -49,6 +49,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs
 
 REFRESH_PATH = "/devices/registration-tokens/refresh"
+INIT_PATH = "/provisioning-operations/init"
+COMPLETE_PATH = "/provisioning-operations/complete"
+CANCELLED_TYPE = "https://refserver.invalid/problems/provisioningOperationCancelled"
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I: read off a serial console
+DEVICE_ID_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_.")
+FAULT_ENDPOINTS = ("refresh", "init", "complete")
 CONTROL_PREFIX = "/_control/"
 TOKEN_BYTES = 186  # base64 of 186 bytes is 248 characters, like the platform's ~250
 MAX_BODY = 64 * 1024  # a refresh body is ~300 bytes; anything huge is hostile
@@ -360,6 +366,121 @@ class TokenStore:
         }
 
 
+# ---------------------------------------------------------------- provisioning operations
+
+
+OPS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS operations (
+    id TEXT PRIMARY KEY,
+    code TEXT NOT NULL,
+    device_id TEXT,
+    device TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires REAL NOT NULL,
+    state TEXT NOT NULL,
+    completions INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS operations_code ON operations(code);
+"""
+
+
+class OperationError(Exception):
+    """An operator's approve/cancel that cannot be done; the message says why."""
+
+
+def normalize_code(text: str) -> str:
+    """`abcd efgh`, `ABCD-EFGH`: what an operator types, as the code is stored."""
+    letters = "".join(c for c in text.upper() if c.isalnum())
+    return letters[:4] + "-" + letters[4:] if len(letters) == 8 else text.strip()
+
+
+def new_code() -> str:
+    return normalize_code("".join(secrets.choice(CODE_ALPHABET) for _ in range(8)))
+
+
+class Operations:
+    """Provisioning operations, in the TokenStore's SQLite file beside the lineages.
+
+    init opens one (pending, with a lifetime); an operator approves or cancels it by its
+    verification code or id; complete answers 202 while pending, and for an approved one
+    a new token in the operation's lineage, revoking every earlier token of that lineage
+    (so completing again after a lost answer gives a new token and kills the old one).
+    """
+
+    def __init__(self, store: TokenStore) -> None:
+        self.store = store
+        with store._lock:
+            store._db.executescript(OPS_SCHEMA)
+
+    def init(self, device_id: str | None, now: float, lifetime: float) -> dict[str, Any]:
+        op_id = secrets.token_urlsafe(24)
+        device = device_id or "op-" + secrets.token_hex(6)
+        with self.store._txn() as db:
+            live = {r[0] for r in db.execute(
+                "SELECT code FROM operations WHERE expires > ? AND state != 'cancelled'", (now,))}
+            code = new_code()
+            while code in live:
+                code = new_code()
+            db.execute("INSERT INTO operations (id, code, device_id, device, created, expires, "
+                       "state) VALUES (?, ?, ?, ?, ?, ?, 'pending')",
+                       (op_id, code, device_id, device, now, now + lifetime))
+        return {"id": op_id, "code": code, "expires": now + lifetime, "device": device}
+
+    def complete(self, op_id: str, now: float, lifetime: float | None) -> Decision:
+        with self.store._txn() as db:
+            row = db.execute("SELECT * FROM operations WHERE id = ?", (op_id,)).fetchone()
+            if row is None:
+                return Decision(410, "gone", "unknown-operation")
+            if row["state"] == "cancelled":
+                return Decision(410, "gone", "cancelled")
+            if row["expires"] <= now:
+                return Decision(410, "gone", "expired-operation")
+            if row["state"] != "approved":
+                return Decision(202, "pending")
+            db.execute("UPDATE tokens SET revoked_at = ? WHERE device = ? "
+                       "AND (revoked_at IS NULL OR revoked_at > ?)", (now, row["device"], now))
+            token, expires = self.store._insert(db, row["device"], None, now, lifetime)
+            db.execute("UPDATE operations SET completions = completions + 1 WHERE id = ?",
+                       (op_id,))
+        return Decision(200, "provisioned", token=token, expires=expires)
+
+    def decide(self, key: str, state: str, now: float) -> dict[str, Any]:
+        """Approve (state 'approved') or cancel ('cancelled') the live operation whose
+        verification code or id is `key`."""
+        with self.store._txn() as db:
+            rows = db.execute("SELECT * FROM operations WHERE id = ? OR code = ? "
+                              "ORDER BY created DESC", (key, normalize_code(key))).fetchall()
+            live = [r for r in rows if r["expires"] > now]
+            if not rows:
+                raise OperationError("no provisioning operation with code or id %r"
+                                     % _printable(key, 40))
+            if not live:
+                raise OperationError("operation %s expired: the device starts a new one with "
+                                     "a new code" % rows[0]["code"])
+            row = live[0]
+            if row["state"] == "cancelled":
+                raise OperationError("operation %s was cancelled" % row["code"])
+            db.execute("UPDATE operations SET state = ? WHERE id = ?", (state, row["id"]))
+            row = db.execute("SELECT * FROM operations WHERE id = ?", (row["id"],)).fetchone()
+        return self._describe(row, now)
+
+    def list(self, now: float) -> list[dict[str, Any]]:
+        with self.store._lock:
+            rows = self.store._db.execute("SELECT * FROM operations ORDER BY rowid").fetchall()
+        return [self._describe(r, now) for r in rows]
+
+    @staticmethod
+    def _describe(row: sqlite3.Row, now: float) -> dict[str, Any]:
+        return {"id": row["id"], "code": row["code"], "device_id": row["device_id"],
+                "device": row["device"], "state": row["state"], "created": row["created"],
+                "expires": row["expires"], "expired": row["expires"] <= now,
+                "completions": row["completions"]}
+
+
+def valid_device_id(value: object) -> bool:
+    return isinstance(value, str) and 4 <= len(value) <= 90 and set(value) <= DEVICE_ID_CHARS
+
+
 # ---------------------------------------------------------------- TLS files
 
 
@@ -665,6 +786,8 @@ class Fault:
 def _check_fault(mode: str, count: int, params: dict[str, Any]) -> None:
     if mode not in FAULT_MODES:
         raise ValueError("unknown fault mode %r (one of %s)" % (mode, ", ".join(FAULT_MODES)))
+    if params.get("endpoint", "refresh") not in FAULT_ENDPOINTS:
+        raise ValueError("endpoint must be one of %s" % ", ".join(FAULT_ENDPOINTS))
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise ValueError("count must be an integer >= 1")
     if mode == "status" and not _is_status(params.get("status")):
@@ -855,6 +978,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._control(path)
             elif path == REFRESH_PATH:
                 self._refresh()
+            elif path in (INIT_PATH, COMPLETE_PATH):
+                self._provisioning(path)
             else:
                 self._record()["outcome"] = "not-found"
                 self._answer(problem(404, "no such endpoint", _printable(path)))
@@ -940,6 +1065,70 @@ class _Handler(BaseHTTPRequestHandler):
                            _retry_after(self.ref.retry_after_412))
         return problem(410, "registration token is %s" % decision.reason, REFRESH_PATH)
 
+    # -- the provisioning endpoints
+
+    def _provisioning(self, path: str) -> None:
+        rec = self._record()
+        endpoint, method = ("init", "POST") if path == INIT_PATH else ("complete", "PUT")
+        if self.command != method:
+            rec["outcome"] = "method-not-allowed"
+            self._answer(problem(405, "use " + method, path, [("Allow", method)]))
+            return
+        body = self._read_body()
+        rec["body_received"] = bool(body)
+        fault = self.ref._take_fault(endpoint)
+        rec["fault"] = fault.mode if fault else None
+        if fault is not None and fault.mode in FAKE_ANSWERS:
+            self._fake(fault)
+            return
+        self._deliver(self._decide_provisioning(endpoint, path, body), fault)
+
+    def _decide_provisioning(self, endpoint: str, path: str, body: bytes) -> Answer:
+        rec = self._record()
+        if not self._authorized():
+            rec["outcome"] = "unauthorized"
+            return problem(401, "missing or wrong DeviceToken (the provisioning token)", path)
+        if not _media_type_ok(self.headers.get("Content-Type")):
+            rec["outcome"] = "unsupported-media-type"
+            return problem(415, "send application/json", path)
+        try:
+            doc = json.loads(body.decode("utf-8")) if body.strip() else None
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            doc = None
+        if not isinstance(doc, dict):
+            rec["outcome"] = "bad-request"
+            return problem(400, "body must be a JSON object", path)
+        if endpoint == "init":
+            device_id = doc.get("deviceId")
+            if device_id is not None and not valid_device_id(device_id):
+                rec["outcome"] = "bad-request"
+                return problem(400, "deviceId must be 4-90 characters of 0-9 a-z A-Z - _ .", path)
+            op = self.ref._init_operation(device_id)
+            rec["outcome"] = "operation-opened"
+            self.note = "code=%s device=%s" % (op["code"], op["device"])
+            return json_answer(201, {"provisioningOperationId": op["id"],
+                                     "verificationCode": op["code"],
+                                     "expirationTime": rfc3339(op["expires"])})
+        op_id = doc.get("provisioningOperationId")
+        if not isinstance(op_id, str):
+            rec["outcome"] = "bad-request"
+            return problem(400, 'body must be {"provisioningOperationId": "..."}', path)
+        decision = self.ref._complete_operation(op_id)
+        rec["outcome"], rec["reason"] = decision.outcome, decision.reason
+        self.note = "op=%s…" % _printable(op_id[:6])
+        if decision.token is not None:
+            rec["issued_sha256"] = sha256_hex(decision.token)
+            self.note += " issued=%s" % redact(decision.token)[4:]
+            return json_answer(200, self.ref._token_object(decision))
+        if decision.status == 202:
+            return Answer(202, b"", None)
+        answer = problem(410, "provisioning operation is %s" % decision.reason, path)
+        if decision.reason == "cancelled":
+            doc = json.loads(answer.body)
+            doc["type"] = CANCELLED_TYPE
+            answer.body = json.dumps(doc).encode()
+        return answer
+
     def _authorized(self) -> bool:
         secret = self.ref.device_token
         if secret is None:
@@ -957,7 +1146,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._hold()
         elif fault.mode == "status":
             status = params["status"]
-            self._answer(problem(status, "injected fault", REFRESH_PATH,
+            self._answer(problem(status, "injected fault", _printable(self.path.split("?")[0]),
                                  _retry_after(params.get("retry_after"))))
         elif fault.mode == "garbage":
             kind = params.get("body", "notjson")
@@ -1114,6 +1303,7 @@ class RefServer:
         clock: Callable[[], float] | None = None,
         log: Callable[[str], Any] | None = _print_line,
         handler_timeout: float = 30.0,
+        op_lifetime: float = 600.0,
     ) -> None:
         if time_format not in TIME_FORMATS:
             raise ValueError("time_format must be one of %s" % ", ".join(TIME_FORMATS))
@@ -1127,6 +1317,8 @@ class RefServer:
         self.handler_timeout = handler_timeout
         self.url = ""
         self.store = TokenStore(db)
+        self.operations = Operations(self.store)
+        self.op_lifetime = op_lifetime
         self._tls = tls
         self._tls_ctx: ssl.SSLContext | None = None
         self._clock = clock or time.time
@@ -1238,6 +1430,24 @@ class RefServer:
     def lineage(self, device: str | None = None) -> list[dict[str, Any]]:
         return self.store.lineage(self.now(), device)
 
+    # -- provisioning operations
+
+    def _init_operation(self, device_id: str | None) -> dict[str, Any]:
+        return self.operations.init(device_id, self.now(), self.op_lifetime)
+
+    def _complete_operation(self, op_id: str) -> Decision:
+        return self.operations.complete(op_id, self.now(), self.lifetime)
+
+    def approve(self, key: str) -> dict[str, Any]:
+        """The operator approves the live operation with this verification code or id."""
+        return self.operations.decide(key, "approved", self.now())
+
+    def cancel(self, key: str) -> dict[str, Any]:
+        return self.operations.decide(key, "cancelled", self.now())
+
+    def list_operations(self) -> list[dict[str, Any]]:
+        return self.operations.list(self.now())
+
     def current_sha256(self, device: str | None = None) -> str | None:
         """sha256 of the lineage's newest non-revoked token (None if there is none)."""
         rows = self.lineage(device)
@@ -1249,15 +1459,21 @@ class RefServer:
     # -- faults and stats
 
     def fault(self, mode: str, count: int = 1, **params: Any) -> int:
-        """Queue `mode` for the next `count` refresh requests -> faults now pending."""
+        """Queue `mode` for the next `count` requests to `endpoint` (refresh, init or
+        complete; default refresh) -> faults now pending."""
         _check_fault(mode, count, params)
         with self._cond:
             self._faults.extend(Fault(mode, dict(params)) for _ in range(count))
             return len(self._faults)
 
-    def _take_fault(self) -> Fault | None:
+    def _take_fault(self, endpoint: str = "refresh") -> Fault | None:
+        """The first queued fault for this endpoint (params["endpoint"], default refresh)."""
         with self._cond:
-            return self._faults.popleft() if self._faults else None
+            for fault in self._faults:
+                if fault.params.get("endpoint", "refresh") == endpoint:
+                    self._faults.remove(fault)
+                    return fault
+            return None
 
     def reset(self) -> None:
         """Clear faults, stats and rate-limit windows; the token db stays."""
@@ -1310,6 +1526,16 @@ class RefServer:
             return {"reset": True}
         if name == "clock" and method in ("GET", "POST"):
             return self._control_clock(doc)
+        if (method, name) == ("GET", "operations"):
+            return self.list_operations()
+        if method == "POST" and name in ("approve", "cancel"):
+            key = doc.get("code") or doc.get("id")
+            if not isinstance(key, str):
+                raise ValueError('body must be {"code": "..."} or {"id": "..."}')
+            try:
+                return self.approve(key) if name == "approve" else self.cancel(key)
+            except OperationError as exc:
+                raise ValueError(str(exc)) from None
         if (method, name) == ("POST", "mint"):
             if "lifetime" not in doc:
                 return self.mint()
@@ -1415,6 +1641,15 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--time-format", choices=TIME_FORMATS, default="z")
     serve.add_argument("--timeout", type=float, default=30.0, help="per-connection socket timeout")
 
+    serve.add_argument("--op-lifetime", type=float, default=600.0,
+                       help="seconds a provisioning operation stays valid")
+    for name, what in (("approve", "approve"), ("cancel", "cancel")):
+        op = sub.add_parser(name, help="%s a device's provisioning operation" % what)
+        op.add_argument("code", help="its verification code (as the device logged it) or id")
+        op.add_argument("--db", default="refserver.sqlite3")
+    ops = sub.add_parser("operations", help="list the provisioning operations")
+    ops.add_argument("--db", default="refserver.sqlite3")
+
     mint = sub.add_parser("mint", help="create a lineage and print its first token object")
     mint.add_argument("--db", default="refserver.sqlite3")
     # A day, not the server's 60 s: provisioning and the first boot may take a while.
@@ -1442,6 +1677,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         rate_window=args.rate_window, retry_after_412=args.retry_after_412,
         device_token=args.device_token, tls=tls, time_format=args.time_format,
         host=args.host, port=args.port, log=_print_line, handler_timeout=args.timeout,
+        op_lifetime=args.op_lifetime,
     )
     try:
         srv.start()  # prints the "listening on" line first
@@ -1479,9 +1715,38 @@ def cmd_mint(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_operation(args: argparse.Namespace) -> int:
+    """approve / cancel CODE, or list the operations, on the server's SQLite file (safe while
+    the server runs: both sides write in transactions)."""
+    store = TokenStore(args.db)
+    try:
+        ops = Operations(store)
+        if args.command == "operations":
+            for op in ops.list(time.time()):
+                state = "expired" if op["expired"] else op["state"]
+                print("%s  %-9s device=%s completions=%d expires=%s" % (
+                    op["code"], state, op["device_id"] or op["device"], op["completions"],
+                    rfc3339(op["expires"])))
+            return 0
+        state = "approved" if args.command == "approve" else "cancelled"
+        try:
+            op = ops.decide(args.code, state, time.time())
+        except OperationError as exc:
+            print("refserver: %s" % exc, file=sys.stderr)
+            return 2
+    finally:
+        store.close()
+    print("%s operation %s (device %s)" % (state, op["code"], op["device_id"] or op["device"]))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    return cmd_serve(args) if args.command == "serve" else cmd_mint(args)
+    if args.command == "serve":
+        return cmd_serve(args)
+    if args.command == "mint":
+        return cmd_mint(args)
+    return cmd_operation(args)
 
 
 if __name__ == "__main__":

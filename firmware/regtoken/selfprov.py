@@ -30,7 +30,7 @@ class Provisioner:
             self.exp = rec.exp
             at += r.cfg["backoff_min_s"]  # the previous call may have been just before the cut
         r.wait = 0
-        r._set(PROVISIONING, at, "code %s" % self.code)
+        r._set(PROVISIONING, at, "resumed, code %s" % self.code if self.id else "no token")
 
     def request(self):
         r = self.r
