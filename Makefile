@@ -36,10 +36,23 @@ clean: ## remove the venv and caches
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
 
 # ---- try it on this machine: the reference server alone, or with a unix-port board ----
-server: $(VENV)/.ok ## run the reference server (LIFETIME=, GRACE=, TLS=1, HOST=, PORT=)
+server: $(VENV)/.ok ## run the reference server (LIFETIME=, GRACE=, OP_LIFETIME=, TLS=1, HOST=, PORT=)
 	$(BIN)/python tools/refserver.py serve --host $(or $(HOST),127.0.0.1) \
 	  --port $(or $(filter-out /% COM%,$(PORT)),8080) \
-	  --lifetime $(or $(LIFETIME),60) --grace $(or $(GRACE),30) $(if $(TLS),--tls --lan)
+	  --lifetime $(or $(LIFETIME),60) --grace $(or $(GRACE),30) $(if $(TLS),--tls --lan) \
+	  $(if $(OP_LIFETIME),--op-lifetime $(OP_LIFETIME))
+
+# The operator's side of self-provisioning, on the server's SQLite file (DB=, default
+# refserver.sqlite3 as `make server` uses): CODE is what the device logged.
+.PHONY: approve cancel operations
+approve: $(VENV)/.ok ## approve a device's provisioning operation: CODE=<verification code or id>
+	@$(BIN)/python tools/refserver.py approve "$(CODE)" --db $(or $(DB),refserver.sqlite3)
+
+cancel: $(VENV)/.ok ## cancel a device's provisioning operation: CODE=<verification code or id>
+	@$(BIN)/python tools/refserver.py cancel "$(CODE)" --db $(or $(DB),refserver.sqlite3)
+
+operations: $(VENV)/.ok ## list the server's provisioning operations and their codes
+	@$(BIN)/python tools/refserver.py operations --db $(or $(DB),refserver.sqlite3)
 
 run: $(VENV)/.ok ## server + unix board rotating the token live (ROTATIONS=N stops after N)
 	$(BIN)/python tools/run_demo.py --rotations $(ROTATIONS)
@@ -49,7 +62,8 @@ run: $(VENV)/.ok ## server + unix board rotating the token live (ROTATIONS=N sto
 # BOARD names a folder in boards/ (`make boards`). PORT is a serial port or the virtual
 # board's pty; empty means the board's default (unix: build/vboard/tty), else auto-detect.
 # provision takes API_URL, INITIAL_TOKEN, INITIAL_EXPIRATION, PROVISIONING_TOKEN, CA_FILE,
-# TLS_VERIFY, WIFI_SSID, WIFI_PASSWORD, TIMEOUT_S, BACKOFF_MIN_S, BACKOFF_MAX_S and SLEEP from
+# TLS_VERIFY, WIFI_SSID, WIFI_PASSWORD, TIMEOUT_S, BACKOFF_MIN_S, BACKOFF_MAX_S, SLEEP,
+# REPROVISION and DEVICE_ID from
 # make's command line, which make exports to the tool: secrets stay out of argument lists.
 STUBS ?= esp32 rp2
 boards_on = $(filter 1 y yes true,$(1))

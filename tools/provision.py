@@ -13,7 +13,7 @@ Values, later ones winning:
   3. environment variables (make passes its command-line variables this way, so secrets
      stay off the command line): API_URL, INITIAL_TOKEN, INITIAL_EXPIRATION,
      PROVISIONING_TOKEN, CA_FILE, TLS_VERIFY, WIFI_SSID, WIFI_PASSWORD, TIMEOUT_S,
-     BACKOFF_MIN_S, BACKOFF_MAX_S, SLEEP.
+     BACKOFF_MIN_S, BACKOFF_MAX_S, SLEEP, REPROVISION, DEVICE_ID.
 
 Every value is checked before the board is touched, by the firmware's own validator
 (firmware/regtoken/config.py runs under CPython too) and, on top, by what only the host can
@@ -48,11 +48,13 @@ from boards import ROOT, Board, BoardError, load
 MAX_CA_BYTES = 16 * 1024  # a board parses it in RAM
 NUMBERS = ("timeout_s", "backoff_min_s", "backoff_max_s")
 FILE_KEYS = ("api_url", "initial_token", "initial_expiration", "provisioning_token", "ca_file",
-             "tls_verify", "wifi", "timeout_s", "backoff_min_s", "backoff_max_s", "sleep")
+             "tls_verify", "wifi", "timeout_s", "backoff_min_s", "backoff_max_s", "sleep",
+             "reprovision", "device_id")
 ENV_KEYS = {"API_URL": "api_url", "INITIAL_TOKEN": "initial_token",
             "INITIAL_EXPIRATION": "initial_expiration", "PROVISIONING_TOKEN": "provisioning_token",
             "CA_FILE": "ca_file", "TLS_VERIFY": "tls_verify", "TIMEOUT_S": "timeout_s",
-            "BACKOFF_MIN_S": "backoff_min_s", "BACKOFF_MAX_S": "backoff_max_s", "SLEEP": "sleep"}
+            "BACKOFF_MIN_S": "backoff_min_s", "BACKOFF_MAX_S": "backoff_max_s", "SLEEP": "sleep",
+            "REPROVISION": "reprovision", "DEVICE_ID": "device_id"}
 SAFE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # What the host adds to the firmware's message about a key: where the value comes from.
 HINTS = {
@@ -135,6 +137,12 @@ def validate(raw: dict[str, Any], board: Board) -> tuple[dict[str, Any], Path | 
             cfg[key] = _number(key, raw[key])
     if raw.get("sleep") is not None:
         cfg["sleep"] = raw["sleep"]
+    if raw.get("reprovision") is not None:
+        cfg["reprovision"] = _bool("reprovision", raw["reprovision"])
+        if cfg["reprovision"] and "provisioning_token" not in cfg:
+            raise ProvisionError("reprovision: needs a provisioning_token (PROVISIONING_TOKEN=...)")
+    if raw.get("device_id") is not None:
+        cfg["device_id"] = raw["device_id"]  # the firmware's validator judges it
     if board.led is not None:
         cfg["led"] = board.led
     _as_the_device_would(cfg)

@@ -332,3 +332,14 @@ def test_config_keys_are_validated():
     for bad in ("yes", "true", None):
         e = raises(ConfigError, validate, {"api_url": "http://x", "reprovision": bad})
         assert "'reprovision'" in str(e)
+
+
+def test_selfprov_is_imported_only_when_provisioning_is_needed():
+    import sys
+
+    sys.modules.pop("regtoken.selfprov", None)
+    rig = Rig(issued(tok(1), iso(T0 + DAY)), reprovision=True, provisioning_token="prov-secret")
+    rig.r.step()
+    assert rig.r.token == tok(1) and "regtoken.selfprov" not in sys.modules
+    zero_touch()
+    assert "regtoken.selfprov" in sys.modules

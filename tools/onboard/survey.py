@@ -94,11 +94,11 @@ def token_files(d):
 
 def worth_keeping(d):
     try:
-        from regtoken.store import DEAD, Files, Store
+        from regtoken.store import Files, Store
     except ImportError:
         return [n for n in ls(d) or {} if n in ("token.a", "token.b")]
     r = Store(Files(d)).load()
-    return r is not None and r.due != DEAD
+    return r is not None and r.due >= 0  # < 0: refused (410), or a provisioning operation
 
 
 def survey():
