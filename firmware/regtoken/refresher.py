@@ -173,9 +173,9 @@ class Refresher:
         self.rec = rec
         now = self.clock.now()
         if rec is None:
-            self._need(rec, "no token: provision this device")
+            self._need("no token: provision this device")
         elif rec.due < 0:
-            self._need(rec, "token refused (410): provision this device")
+            self._need("token refused (410): provision this device")
         elif rec.exp != NEVER and not self.clock.trusted:
             # no idea what time it is: the answer brings the server's Date
             self._set(HEALTHY, now, "clock unknown: refresh at once")
@@ -211,12 +211,12 @@ class Refresher:
         body = json.dumps({"registrationToken": rec.token}).encode()
         return "PUT", self.cfg["api_url"] + PATH, body, h
 
-    def _need(self, rec, why):
+    def _need(self, why):
         # no usable token: provision ourselves if allowed, else wait for a person
         if self.cfg["reprovision"] and self.cfg["provisioning_token"]:
             from .selfprov import Provisioner
 
-            self.prov = Provisioner(self, rec)
+            self.prov = Provisioner(self)
         else:
             self._set(PROVISION, None, why)
 
@@ -261,7 +261,7 @@ class Refresher:
         elif kind == GONE:
             cur.due = DEAD
             self._persist()
-            self._need(cur, "410: token invalid, expired or revoked; provision this device")
+            self._need("410: token invalid, expired or revoked; provision this device")
         elif kind == FORBIDDEN:
             self.wait = policy.floor(max(self.cfg["backoff_max_s"], retry), self.rand())
             cur.due = self._after(self.wait)

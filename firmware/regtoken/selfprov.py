@@ -20,8 +20,9 @@ OP = -2  # `due` of a stored provisioning operation
 
 
 class Provisioner:
-    def __init__(self, r, rec):
+    def __init__(self, r):
         self.r = r
+        rec = r.rec  # None, refused (DEAD) or a stored operation (OP)
         self.seed = rec.seed if rec else "-"
         self.id = self.code = self.exp = None
         at = r.clock.now()
