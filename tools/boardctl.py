@@ -155,8 +155,10 @@ def board_info(remote: RemoteBoard) -> dict[str, Any]:
 
 
 def _when(t: Any) -> str:
-    # store values: Unix seconds, "-" never, "?" unknown, 0 none, -1 refused (410)
-    names = {"-": "never", "?": "unknown", 0: "none", -1: "never (410: provision again)"}
+    # store values: Unix seconds, "-" never, "?" unknown, 0 none, -1 refused (410), -2 a
+    # provisioning operation waiting for approval (the "token" is its id)
+    names = {"-": "never", "?": "unknown", 0: "none", -1: "never (410: provision again)",
+             -2: "none yet: a provisioning operation waits for approval"}
     if t in names:
         return names[t]
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
