@@ -91,8 +91,9 @@ class Provisioner:
                 elif st == 401 or st == 410 and b'provisioningOperationCancelled"' in body:
                     r.prov = None
                     why = "401: bad provisioning_token: fix config.json and restart"
-                    if st == 410:  # a restart must not resume it
-                        self._save(Record(self.id, self.exp, DEAD, self.seed))
+                    if st == 410:
+                        if self.id:  # a restart must not resume it
+                            self._save(Record(self.id, self.exp, DEAD, self.seed))
                         why = "cancelled by an operator: restart to provision again"
                     return r._set(PROVISION, None, why)
                 elif st == 410:

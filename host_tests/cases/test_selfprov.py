@@ -151,6 +151,9 @@ def test_cancelled_operation_stops_until_restart_which_inits_anew():
     assert again.r.state == PROVISIONING
     again.r.step()
     assert again.calls()[0][:2] == ("POST", "init")
+    odd = zero_touch(problem(410, type=CANCELLED))  # to init: stops, and writes nothing
+    odd.r.step()
+    assert odd.r.state == PROVISION and odd.stored() is None and not odd.fs.files
 
 
 def test_401_stops_with_a_message_that_says_what_to_do():
