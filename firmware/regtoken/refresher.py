@@ -19,7 +19,7 @@ from .log import redact
 from .store import DEAD, NEVER, UNKNOWN, Files, Record, Store, StoreError, fingerprint
 
 try:
-    from typing import Callable  # for type checkers and IDEs; annotations cost no bytecode
+    from typing import Any, Callable  # for type checkers and IDEs; annotations cost no bytecode
 except ImportError:
     pass
 
@@ -68,7 +68,7 @@ class Refresher:
         self.rec: Record | None = None  # the committed record
         self.pending = None  # a new record the flash refused; retried before anything else
         self.state = None
-        self.prov = None  # a selfprov.Provisioner while PROVISIONING
+        self.prov: Any = None  # a selfprov.Provisioner while PROVISIONING
         self.next_at = None
         self.wait = 0  # the last backoff wait, 0 after a success
         self.error = None
@@ -92,7 +92,8 @@ class Refresher:
     @property
     def expires(self) -> int | None:
         """Unix seconds, or None (never expires, or not known yet)."""
-        exp = self.rec.exp if self.token else None
+        rec = self.rec
+        exp = rec.exp if rec and rec.due >= 0 else None
         return exp if isinstance(exp, int) else None
 
     def due_in(self) -> int | None:

@@ -36,7 +36,8 @@ class Provisioner:
     def request(self):
         r = self.r
         c = r.cfg
-        if self.id and r.clock.now() >= self.exp:
+        # exp dropped the fraction of its second: only past that second has it surely passed
+        if self.id and r.clock.now() > self.exp:
             self.id = None
             r.log("provisioning: expired")
         if self.id:
@@ -105,5 +106,6 @@ class Provisioner:
             except (ValueError, KeyError, TypeError):
                 why += " bad"
         valid = self.id and now < self.exp
-        r.wait = policy.backoff(r.wait, lo, min(hi, 60) if valid else hi, r.rand(), retry)
+        # 59: the +1 below (now() drops a fraction) keeps the gap within 60 s
+        r.wait = policy.backoff(r.wait, lo, min(hi, 59) if valid else hi, r.rand(), retry)
         r._set(PROVISIONING, now + r.wait + 1, "%s; next in %ds" % (why, r.wait))
