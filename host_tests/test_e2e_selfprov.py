@@ -7,7 +7,7 @@ import signal
 
 import pytest
 from refserver import COMPLETE_PATH, INIT_PATH
-from rig import Rig
+from rig import LiveRig
 
 SECRET = "prov-secret-e2e"
 CODE = re.compile(r"verification code: (\S+)")
@@ -22,7 +22,7 @@ def rig_factory(tmp_path, micropython):
             kw["initial_token"] = None
         kw.setdefault("provisioning_token", SECRET)
         server = {"device_token": SECRET, "op_lifetime": op_lifetime}
-        rigs.append(Rig(tmp_path, micropython, name="rig%d" % len(rigs), server=server,
+        rigs.append(LiveRig(tmp_path, micropython, name="rig%d" % len(rigs), server=server,
                         reprovision=reprovision, device_id="dev-e2e-%d" % len(rigs), **kw))
         return rigs[-1]
 
