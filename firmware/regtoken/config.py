@@ -57,9 +57,10 @@ def validate(raw):
             cfg["initial_expiration"] = rfc3339(raw["initial_expiration"])
         except ValueError:
             raise _bad("initial_expiration", "must be an RFC 3339 date-time or null")
-    for key in ("tls_verify", "reprovision"):
-        if cfg[key] not in (True, False):
-            raise _bad(key, "must be true or false")
+    if cfg["tls_verify"] not in (True, False):
+        raise _bad("tls_verify", "must be true or false")
+    if cfg["reprovision"] not in (True, False):
+        raise _bad("reprovision", "must be true or false")
     d = cfg["device_id"]
     if d is not None and not (isinstance(d, str) and 3 < len(d) < 91 and all(
             c.isalpha() and c < "{" or "/" < c < ":" or c in "-_." for c in d)):
