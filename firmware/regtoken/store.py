@@ -16,7 +16,8 @@
 #   crc32 covers everything after it; exp is Unix seconds, "-" (never expires) or
 #   "?" (unknown, imported without an expiration); due is the Unix time of the next
 #   scheduled refresh (jitter included, so a restart keeps it), 0 for none, -1 once the
-#   server said 410; seed fingerprints the provisioning token this lineage came from, so
+#   server said 410, -2 for a provisioning operation (selfprov.py: token is "<id> <code>",
+#   exp its expiry); seed fingerprints the provisioning token this lineage came from, so
 #   an old config cannot import it twice. Bytes after the newline are what is left of an
 #   older, longer record.
 
