@@ -12,3 +12,5 @@ metadata(description="Keeps an IoT device's registration token alive", version="
 include("$(PORT_DIR)/boards/manifest.py")
 
 package("regtoken", base_path="firmware")
+# main.py's board edges (Wi-Fi, NTP, LED, sleep); an application with its own leaves it out
+package("board", base_path="firmware")

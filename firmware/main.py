@@ -1,50 +1,58 @@
 # The device loop: a thin user of the regtoken API. Boards join Wi-Fi and set the clock
-# first; the unix port skips both. Stops on Ctrl-C / SIGINT; SIGTERM ends the process at
-# once, which the store is built to survive at any instant.
+# first; the unix port skips both and imports none of the board edges. Stops on Ctrl-C /
+# SIGINT; SIGTERM ends the process at once, which the store is built to survive.
 import sys
+import time
 
 import regtoken
-from regtoken import device
 from regtoken.log import log
+
+BOARD = sys.platform != "linux"  # the unix port (the virtual board) has no radio, no RTC
 
 
 def boot():
     cfg = regtoken.load("config.json")
-    if not device.UNIX and not cfg["wifi"]:
+    if not BOARD:
+        return cfg, None, regtoken.Refresher(cfg)
+    from board import led, sleep, wifi
+
+    if not cfg["wifi"]:
         raise regtoken.ConfigError("config.json: 'wifi' is required on a board")
-    led = device.Led(cfg["led"])
-    deep = cfg["sleep"] == "deep"
+    light = led.Led(cfg["led"])
     # A deep-sleep timer wake keeps the RTC's time and the wait in progress: nothing needs
     # the radio until a refresh is due.
-    woke = deep and device.woke_from_deep_sleep()
+    woke = cfg["sleep"] == "deep" and sleep.woke_from_deep_sleep()
     if not woke:
-        led.show("connecting")
-        device.connect(cfg["wifi"], log)
-    trusted = woke or device.sync_clock(log)
-    r = regtoken.Refresher(cfg, clock=regtoken.Clock(trusted=trusted))
+        light.show("connecting")
+        wifi.connect(cfg["wifi"], log)
+    r = regtoken.Refresher(cfg, clock=regtoken.Clock(woke or wifi.sync_clock(log)))
     if woke:
-        r.resume(device.rtc_load())
-    return cfg, led, r
+        r.resume(sleep.rtc_load())
+    r.on_state(lambda state, why: light.show(state))
+    return cfg, wifi, r
 
 
 def main():
     try:
-        cfg, led, r = boot()
+        cfg, wifi, r = boot()
     except regtoken.ConfigError as e:
         log("stopped: %s" % e)
         return 2
-    r.on_state(lambda state, why: led.show(state))
-    led.show(r.state)
-    deep = cfg["sleep"] == "deep"
+    mode = cfg["sleep"]
     while True:
-        if r.due_in() == 0 and not r.pending:
-            device.connect(cfg["wifi"], log)  # cheap when the link is up
+        if wifi and r.due_in() == 0:
+            wifi.connect(cfg["wifi"], log)  # cheap when the link is up
             if r.state == regtoken.HEALTHY:
-                device.sync_clock(log)  # RTCs drift, most of all through deep sleep
+                wifi.sync_clock(log)  # RTCs drift, most of all through deep sleep
         wait = r.step()
-        if deep and wait is not None:
-            device.rtc_save(r.suspend())
-        device.sleep(86400 if wait is None else wait, deep and wait is not None)
+        if not wifi:
+            time.sleep(86400 if wait is None else wait)
+            continue
+        from board import sleep
+
+        if mode == "deep":
+            sleep.rtc_save(r.suspend())
+        sleep.sleep(86400 if wait is None else wait, mode)
 
 
 if __name__ == "__main__":

@@ -42,14 +42,14 @@ def stored_tokens(board_dir: str) -> list[str]:
     for rel in _store_paths(board_dir):
         with open(os.path.join(board_dir, rel), "rb") as f:
             line = f.read().split(b"\n", 1)[0].decode(errors="replace").strip()
-        if line.count(" ") >= 6:
-            out.append(line.split(" ", 6)[6])
+        if line.count(" ") >= 6:  # RT1 crc gen exp due seed [at why] token: the last field
+            out.append(line.rsplit(" ", 1)[1])
     return out
 
 
 def stored_record(board_dir: str) -> Any:
     """The record the board would load (newest valid slot), or None. Read-only: unlike
-    Store.load() it never sets a damaged slot aside, so it is safe while the device runs."""
+    Store.load() it never logs, so it is safe while the device runs."""
     best = None
     for name in SLOTS:
         try:

@@ -292,8 +292,9 @@ def test_deploy_plan_on_an_empty_board() -> None:
 
 def test_deploy_build_compiles_all_but_main(tmp_path: Path) -> None:
     built = deploy.build(boards.load("esp32c3"), tmp_path)
-    modules = sorted(p.name for p in (ROOT / "firmware" / "regtoken").glob("*.py"))
-    assert sorted(built) == ["main.py"] + ["regtoken/%s.mpy" % m[:-3] for m in modules]
+    modules = sorted(p.relative_to(ROOT / "firmware").as_posix()
+                     for p in (ROOT / "firmware").glob("*/*.py"))
+    assert sorted(built) == sorted(["main.py"] + [m[:-3] + ".mpy" for m in modules])
     assert (tmp_path / "main.py").read_bytes() == (ROOT / "firmware" / "main.py").read_bytes()
     assert (tmp_path / "regtoken" / "store.mpy").read_bytes()[:2] == b"M\x06"  # mpy v6
 

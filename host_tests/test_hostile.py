@@ -45,20 +45,20 @@ FAULTS: dict[str, tuple[str, dict[str, Any], str, str]] = {
     "503": ("status", {"status": 503}, "fail", "HTTP 503"),
     "429": ("status", {"status": 429}, "fail", "HTTP 429"),
     "423": ("status", {"status": 423}, "fail", "HTTP 423"),
-    "drop_after_commit": ("drop_after_commit", {}, "fail", "not an HTTP answer"),
-    "garbage-notjson": ("garbage", {"body": "notjson"}, "fail", "201 with answer is not JSON"),
-    "garbage-missing": ("garbage", {"body": "missing"}, "fail", "no valid registrationToken"),
+    "drop_after_commit": ("drop_after_commit", {}, "fail", "truncated"),
+    "garbage-notjson": ("garbage", {"body": "notjson"}, "fail", "201 with not JSON"),
+    "garbage-missing": ("garbage", {"body": "missing"}, "fail", "no valid token object"),
     "garbage-nonstring": ("garbage", {"body": "nonstring"}, "fail",
-                          "no valid registrationToken"),
-    "garbage-empty": ("garbage", {"body": "empty"}, "fail", "no valid registrationToken"),
-    "garbage-control": ("garbage", {"body": "control"}, "fail", "no valid registrationToken"),
-    "garbage-huge": ("garbage", {"body": "huge"}, "fail", "answer larger than"),
+                          "no valid token object"),
+    "garbage-empty": ("garbage", {"body": "empty"}, "fail", "no valid token object"),
+    "garbage-control": ("garbage", {"body": "control"}, "fail", "no valid token object"),
+    "garbage-huge": ("garbage", {"body": "huge"}, "fail", "body too long"),
     "garbage-badtime": ("garbage", {"body": "badtime"}, "fail", "201 with bad date-time"),
-    "garbage-array": ("garbage", {"body": "array"}, "fail", "not a token object"),
+    "garbage-array": ("garbage", {"body": "array"}, "fail", "no valid token object"),
     "hang": ("hang", {}, "fail", "timed out"),
     "drip": ("drip", {"interval": 1.0}, "fail", "timed out"),
-    "bad_length-short": ("bad_length", {"short": True}, "fail", "201 with answer is not JSON"),
-    "bad_length-long": ("bad_length", {"short": False}, "fail", "truncated or malformed body"),
+    "bad_length-short": ("bad_length", {"short": True}, "fail", "201 with not JSON"),
+    "bad_length-long": ("bad_length", {"short": False}, "fail", "truncated"),
     "chunked": ("chunked", {}, "ok", "rotated (201): committed"),
     "redirect-307": ("redirect", {"status": 307}, "fail", "HTTP 307"),
     "redirect-308": ("redirect", {"status": 308}, "fail", "HTTP 308"),
@@ -339,6 +339,9 @@ def test_untrusted_clock_takes_the_servers_date(micropython: str, tmp_path: Any)
         words = {ln.split()[0]: ln.split()[1:] for ln in p.stdout.splitlines() if ln.strip()}
         assert int(words["BEFORE"][0]) < host - 10 * 365 * 86400
         assert "clock unknown: refresh at once" in out
+        # first moved forward to the floor (the release date here: nothing committed yet),
+        # so that a TLS handshake could have checked a certificate, then set from Date
+        assert "clock: unset, moved forward to 2026-12-01T00:00:00Z" in out
         assert "clock: set from the server's Date header" in out
         now, trusted, state, wait = words["AFTER"]
         assert abs(int(now) - host) <= 5, (now, host)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from conftest import ROOT
 from fakes.board import DeepSleep, FakeBoard
-from regtoken import device, refresher
+from regtoken import refresher
 from regtoken.store import Files, Record, Store
 
 WIFI = {"ssid": "lab", "password": "pw"}
@@ -19,8 +19,9 @@ def load_main() -> Any:
     spec = importlib.util.spec_from_file_location("main_under_test",
                                                   os.path.join(ROOT, "firmware", "main.py"))
     assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
+    mod: Any = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    mod.BOARD = True  # CPython says "linux" too: take the board path
     return mod
 
 
@@ -28,8 +29,13 @@ def load_main() -> Any:
 def board(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> FakeBoard:
     b = FakeBoard()
     b.install(monkeypatch)
-    monkeypatch.setattr(device, "UNIX", False)
-    monkeypatch.setattr(device, "time", b.clock)
+    import sys
+
+    for name in ("board", "board.led", "board.sleep", "board.wifi"):  # fresh, on this board
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    from board import wifi
+
+    monkeypatch.setattr(wifi, "time", b.clock)
     monkeypatch.setattr(refresher, "_random", lambda: 0.5)  # jitter and boot delay: fixed
     monkeypatch.chdir(tmp_path)
     with open("config.json", "w") as f:
@@ -80,3 +86,28 @@ def test_timer_wake_keeps_the_boot_delay_instead_of_drawing_another(board: FakeB
     second = boot(board)
     assert radio(board) == [] and board.rtc_memory == saved
     assert second <= first  # the same wake-up time, not a fresh random delay
+
+
+class Slept(Exception):
+    pass
+
+
+def test_sleep_none_never_calls_lightsleep(board: FakeBoard, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:
+    with open("config.json", "w") as f:
+        json.dump({"api_url": "http://127.0.0.1:9", "wifi": WIFI, "sleep": "none"}, f)
+    store_token(due=int(time.time()) + 3600)
+    from board import sleep
+
+    asked = []
+
+    def sleep_ms(ms: int) -> None:
+        asked.append(ms)
+        raise Slept()
+
+    monkeypatch.setattr(sleep, "time", type("T", (), {"sleep_ms": staticmethod(sleep_ms)}))
+    with pytest.raises(Slept):
+        load_main().main()
+    assert not [c for c in board.calls if c[0] in ("lightsleep", "deepsleep")], board.calls
+    assert 3590_000 <= asked[0] <= 3600_000
+    assert board.rtc_memory == b""  # nothing kept for a deep-sleep wake that never comes

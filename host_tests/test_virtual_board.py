@@ -23,6 +23,7 @@ import boards
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "AbCdEf" + "x" * 242
 MODULES = sorted(p.name for p in (ROOT / "firmware" / "regtoken").glob("*.py"))
+EDGES = len(list((ROOT / "firmware" / "board").glob("*.py")))  # main.py's board/ modules
 
 
 def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -87,11 +88,13 @@ def test_deploy_copies_only_changes_and_drops_stale_twins(vboard: VirtualBoard) 
     assert p.returncode == 0
     assert "copy      regtoken/log.mpy" in p.stdout
     assert "remove    regtoken/store.py" in p.stdout
-    assert "unchanged %d file(s)" % len(MODULES) in p.stdout  # main.py + all but log.mpy
+    # main.py + all but log.mpy + board/
+    assert "unchanged %d file(s)" % (len(MODULES) + EDGES) in p.stdout
     assert not (fs / "regtoken" / "store.py").exists()
 
     p = make("deploy", *on(vboard))
-    assert "copy" not in p.stdout and "unchanged %d file(s)" % (len(MODULES) + 1) in p.stdout
+    assert "copy" not in p.stdout
+    assert "unchanged %d file(s)" % (len(MODULES) + EDGES + 1) in p.stdout
 
 
 def test_board_info(vboard: VirtualBoard) -> None:
@@ -105,7 +108,7 @@ def test_board_info(vboard: VirtualBoard) -> None:
 
 def test_deployed_mpy_imports_on_the_board(vboard: VirtualBoard) -> None:
     assert make("deploy", *on(vboard)).returncode == 0
-    out = board_exec(vboard, "import regtoken, regtoken.device; print(regtoken.__file__)")
+    out = board_exec(vboard, "import regtoken, regtoken.wire; print(regtoken.__file__)")
     assert "regtoken/__init__.mpy" in out
 
 

@@ -7,8 +7,8 @@
 # Runs the program's real loop (firmware: main.main() from main.py; baseline:
 # naive_baseline.main()) on a virtual clock: `time` is replaced by a module whose sleep()
 # returns at once and moves the clock on, and so does the reference server's clock (its
-# control API), so tokens age as they would. "light" and "deep" take the board path of
-# regtoken.device.sleep (machine.lightsleep / machine.deepsleep, faked the same way; a
+# control API), so tokens age as they would. "light" and "deep" take main.py's board path,
+# board.sleep (machine.lightsleep / machine.deepsleep, faked the same way; a
 # deep-sleep wake is a reboot on a board). Every wake prints "[idle] wake after N s";
 # the log's "rotated (" lines mark the refreshes. Stops once HORIZON_S virtual seconds have
 # passed, then prints RESULT {"modules": [every module loaded]}.
@@ -103,9 +103,8 @@ def run(who, mode):
 
         return naive_baseline.main()
     import main
-    from regtoken import device
 
-    device.UNIX = mode == "unix"  # light / deep: the board path of device.sleep
+    main.BOARD = mode != "unix"  # light / deep: the board path (firmware/board/)
     while True:
         try:
             return main.main()

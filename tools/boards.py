@@ -133,7 +133,7 @@ def _hex(value: Any, key: str, bad: Any) -> int | None:
 
 
 def _led(spec: Any, bad: Any) -> dict[str, Any] | None:
-    # the shape firmware/regtoken/device.py's Led() takes
+    # the shape firmware/board/led.py's Led() takes
     if spec is None:
         return None
     if not isinstance(spec, dict) or not isinstance(spec.get("pin"), (int, str)):

@@ -50,7 +50,7 @@ def compile_mpy(src_dir: str, out_dir: str, arch: str | None = None) -> list[str
 
 
 def layout(board_dir: str, config: dict, mpy: bool = False) -> str:
-    """Fill board_dir like a board's filesystem: main.py, the package, config.json."""
+    """Fill board_dir like a board's filesystem: main.py, the package, board/, config.json."""
     os.makedirs(board_dir, exist_ok=True)
     shutil.copy(os.path.join(FIRMWARE, "main.py"), board_dir)
     pkg = os.path.join(board_dir, "regtoken")
@@ -60,6 +60,10 @@ def layout(board_dir: str, config: dict, mpy: bool = False) -> str:
     else:
         shutil.copytree(os.path.join(FIRMWARE, "regtoken"), pkg,
                         ignore=shutil.ignore_patterns("__pycache__"))
+    # main.py's board edges: never imported on the unix port, but there as on a board
+    shutil.rmtree(os.path.join(board_dir, "board"), ignore_errors=True)
+    shutil.copytree(os.path.join(FIRMWARE, "board"), os.path.join(board_dir, "board"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
     write_config(board_dir, config)
     return board_dir
 

@@ -6,13 +6,14 @@ from .dates import http_date, rfc3339
 MAX_TOKEN = 1024  # the API states no maximum; tokens seen are ~250 characters
 MAX_RETRY_AFTER = 86400  # a hostile Retry-After must not park the device for years
 
-# outcomes
+# outcomes; the failures double as status()'s machine-readable `reason`
 ROTATED = "rotated"  # 201: normal rotation, the parent is now in its grace period
 RECOVERED = "recovered"  # 200: a retry after a lost answer; the unseen child was revoked
 FORBIDDEN = "forbidden"  # 403
 GONE = "gone"  # 410: this token can never be refreshed again
 THROTTLED = "throttled"  # 412
-TRANSIENT = "transient"  # anything else: 5xx, 429, proxies, a broken body
+GARBAGE = "garbage"  # a 200/201 without a valid token object
+SERVER = "server"  # any other status: 5xx, 429, proxies
 
 
 def valid_token(t):
@@ -29,27 +30,18 @@ def token_object(body):
     try:
         obj = json.loads(body)
     except (ValueError, TypeError, UnicodeError):
-        raise ValueError("answer is not JSON")
-    if not isinstance(obj, dict):
-        raise ValueError("answer is not a token object")
-    token = obj.get("registrationToken")
-    if not valid_token(token):
-        raise ValueError("answer holds no valid registrationToken")
-    if "expirationTime" not in obj:
-        raise ValueError("answer has no expirationTime")
-    return token, rfc3339(obj["expirationTime"])
+        raise ValueError("not JSON")
+    if not isinstance(obj, dict) or not valid_token(obj.get("registrationToken")) or \
+            "expirationTime" not in obj:
+        raise ValueError("no valid token object")
+    return obj["registrationToken"], rfc3339(obj["expirationTime"])
 
 
 def retry_after(headers, now):
-    v = headers.get("retry-after")
+    v = (headers.get("retry-after") or "").strip()
     if not v:
         return 0
-    v = v.strip()
-    if v.isdigit():
-        s = int(v)
-    else:
-        t = http_date(v)
-        s = t - now if t else 0
+    s = int(v) if v.isdigit() else (http_date(v) or now) - now
     return min(max(s, 0), MAX_RETRY_AFTER)
 
 
@@ -59,8 +51,7 @@ def classify(status, headers, body, now):
         try:
             token, exp = token_object(body)
         except ValueError as e:
-            return TRANSIENT, None, None, 0, "%d with %s" % (status, e)
+            return GARBAGE, None, None, 0, "%d with %s" % (status, e)
         return (ROTATED if status == 201 else RECOVERED), token, exp, 0, str(status)
-    wait = retry_after(headers, now)
-    kind = {403: FORBIDDEN, 410: GONE, 412: THROTTLED}.get(status, TRANSIENT)
-    return kind, None, None, wait, "HTTP %d" % status
+    kind = {403: FORBIDDEN, 410: GONE, 412: THROTTLED}.get(status, SERVER)
+    return kind, None, None, retry_after(headers, now), "HTTP %d" % status

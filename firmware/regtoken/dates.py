@@ -1,5 +1,6 @@
 # Wall-clock arithmetic in Unix seconds, computed by hand so that it never depends on the
 # port's epoch (1970 on unix and rp2, 2000 on older ESP32 builds) or its time.mktime.
+import time
 
 _MONTHS = "JanFebMarAprMayJunJulAugSepOctNovDec"
 
@@ -11,6 +12,9 @@ def days(y, m, d):
     yoe = y - era * 400
     doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
     return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+
+
+EPOCH = days(time.gmtime(0)[0], 1, 1) * 86400  # the port's epoch in Unix seconds
 
 
 def _unix(y, mo, d, h, mi, s):
@@ -31,9 +35,8 @@ def rfc3339(s):
     None (a token that never expires) stays None."""
     if s is None:
         return None
-    if not isinstance(s, str) or not 20 <= len(s) <= 40 or s[4] + s[7] + s[13] + s[16] != "--::":
-        raise ValueError("bad date-time")
-    if s[10] not in "Tt ":
+    if not isinstance(s, str) or not 20 <= len(s) <= 40 or s[4] + s[7] + s[13] + s[16] != "--::" \
+            or s[10] not in "Tt ":
         raise ValueError("bad date-time")
     t = _unix(_num(s, 0, 4), _num(s, 5, 7), _num(s, 8, 10), _num(s, 11, 13), _num(s, 14, 16),
               _num(s, 17, 19))
@@ -52,6 +55,13 @@ def rfc3339(s):
         raise ValueError("bad date-time")
     off = _num(zone, 1, 3) * 3600 + _num(zone, 4, 6) * 60
     return t - off if zone[0] == "+" else t + off
+
+
+def iso(t):
+    """Unix seconds -> '2026-12-01T07:40:40Z' (None: 'never')."""
+    if t is None:
+        return "never"
+    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % time.gmtime(t - EPOCH)[:6]
 
 
 def http_date(s):

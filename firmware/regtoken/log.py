@@ -1,4 +1,5 @@
-# A tiny logger: one line per event on stdout. Tokens are never logged whole.
+# The default log: one line per event on stdout. A log is any callable taking one str.
+# Tokens are never logged whole.
 
 
 def redact(token):

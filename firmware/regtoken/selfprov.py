@@ -30,7 +30,7 @@ class Provisioner:
             self.id, self.code = rec.token.split()
             self.exp = rec.exp
             at += r.cfg["backoff_min_s"]  # the previous call may have been just before the cut
-        r.wait = 0
+        r._wait = 0
         r._set(PROVISIONING, at, "resumed, code %s" % self.code if self.id else "no token")
 
     def request(self):
@@ -87,7 +87,7 @@ class Provisioner:
                     self.id, self.code, self.exp = i, code, exp
                     r.log("provisioning: verification code: %s (until %s)"
                           % (code, o["expirationTime"]))
-                    r.wait = 0
+                    r._wait = 0
                     why = "approve it"
                 elif st == 401 or st == 410 and b'provisioningOperationCancelled"' in body:
                     r.prov = None
@@ -99,7 +99,7 @@ class Provisioner:
                     return r._set(PROVISION, None, why)
                 elif st == 410:
                     self.id = None
-                    r.wait = 0
+                    r._wait = 0
                     why = "410: new init"
                 elif st == 423:
                     retry = max(retry, hi)  # workspace disabled
@@ -107,5 +107,5 @@ class Provisioner:
                 why += " bad"
         valid = self.id and now < self.exp
         # 59: the +1 below (now() drops a fraction) keeps the gap within 60 s
-        r.wait = policy.backoff(r.wait, lo, min(hi, 59) if valid else hi, r.rand(), retry)
-        r._set(PROVISIONING, now + r.wait + 1, "%s; next in %ds" % (why, r.wait))
+        r._wait = policy.backoff(r._wait, lo, min(hi, 59) if valid else hi, r.rand(), retry)
+        r._set(PROVISIONING, now + r._wait + 1, "%s; next in %ds" % (why, r._wait))

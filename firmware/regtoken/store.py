@@ -1,45 +1,33 @@
 # The token store: two slot files and an atomic swap that needs no atomic rename.
 #
-# A commit writes the whole record into the slot that does NOT hold the newest valid
-# record, closes (which syncs) and reads it back. A reader takes the valid record with
-# the highest generation. A cut at any instant damages at most the slot being written,
-# and the other slot still holds the previous commit. Nothing is ever renamed over a live
-# record: FAT's rename is not atomic.
+# A commit writes the whole record, in place, into the slot that does NOT hold the newest
+# valid record, closes it (which syncs) and reads it back. A reader takes the valid record
+# with the highest generation. A cut at any instant damages at most the slot being
+# written; the other still holds the previous commit. Nothing is ever renamed: FAT's
+# rename is not atomic.
 #
-# FAT on raw flash erases a whole sector before it programs it, so the layout also keeps
-# each slot's bytes out of every sector the other slot needs: the slots live in two
-# directories (their directory entries, rewritten at each close, sit in different
-# sectors), both slot files exist from the first commit on, and a slot is rewritten in
-# place, so that a commit never allocates a cluster nor touches the allocation table.
+# FAT on raw flash erases a whole sector before it programs it, so no commit may allocate:
+# the slots live in two directories (their entries sit in different sectors), both files
+# exist from the first commit on, and a slot is only ever rewritten in place. A damaged
+# slot is left where it is (logged, not copied: a copy would allocate) and the next commit
+# rewrites it in place.
 #
-# Record (one line, ASCII):  RT1 <crc32 hex> <gen> <exp> <due> <seed> <token>\n
-#   crc32 covers everything after it; exp is Unix seconds, "-" (never expires) or
-#   "?" (unknown, imported without an expiration); due is the Unix time of the next
-#   scheduled refresh (jitter included, so a restart keeps it), 0 for none, -1 once the
-#   server said 410, -2 for a provisioning operation (selfprov.py: token is "<id> <code>",
-#   exp its expiry); seed fingerprints the provisioning token this lineage came from, so
-#   an old config cannot import it twice. Bytes after the newline are what is left of an
-#   older, longer record.
-
-try:
-    from binascii import crc32
-except ImportError:  # ports built without it: slower, same numbers
-    def crc32(data, value=None):  # type: ignore[misc]  # stub: value is Optional[Any]
-        crc = (value or 0) ^ 0xFFFFFFFF
-        for b in data:
-            crc ^= b
-            for _ in range(8):
-                crc = (crc >> 1) ^ (0xEDB88320 & -(crc & 1))
-        return crc ^ 0xFFFFFFFF
+# Record (one line, ASCII):  RT1 <crc32 hex> <gen> <exp> <due> <seed> <at> <why> <token>\n
+#   crc32 covers everything after it; exp is Unix seconds, "-" (never expires) or "?"
+#   (unknown, imported without one); due is the next scheduled refresh (jitter included),
+#   0 for none, -1 once the server said 410, -2 for a provisioning operation (selfprov.py:
+#   token is "<id> <code>", exp its expiry); seed fingerprints the provisioning token the
+#   lineage came from; at is the time of the commit (a floor for an unset clock); why is
+#   the reason of a hold that must survive a restart ("forbidden") or "-". Records of the
+#   first format (no at, no why) still load. Bytes after the newline are left over from
+#   an older, longer record.
+from binascii import crc32
 
 SLOTS = ("token.a/record", "token.b/record")
 MAX_RECORD = 1200
 NEVER = "-"
 UNKNOWN = "?"
 DEAD = -1  # `due` of a token the server refused for good (410)
-ENOSPC = 28  # MicroPython's own number on every port; its errno table often lacks the name
-ENOENT = 2
-EEXIST = 17
 
 
 class StoreError(Exception):
@@ -47,42 +35,56 @@ class StoreError(Exception):
 
 
 class Record:
-    def __init__(self, token, exp=UNKNOWN, due=0, seed="-", gen=0):
+    def __init__(self, token, exp=UNKNOWN, due=0, seed="-", gen=0, at=0, why="-"):
         self.token = token
         self.exp = exp
         self.due = due
         self.seed = seed
         self.gen = gen
+        self.at = at
+        self.why = why
+
+
+def _crc(b):
+    return "%08x" % (crc32(b) & 0xFFFFFFFF)
 
 
 def fingerprint(token):
-    return "%08x" % (crc32(token.encode()) & 0xFFFFFFFF)
+    return _crc(token.encode())
 
 
 def encode(rec):
-    body = "%d %s %d %s %s" % (rec.gen, rec.exp, rec.due, rec.seed, rec.token)
-    return ("RT1 %08x %s\n" % (crc32(body.encode()) & 0xFFFFFFFF, body)).encode()
+    body = ("%d %s %d %s %d %s %s" % (rec.gen, rec.exp, rec.due, rec.seed, rec.at, rec.why,
+                                      rec.token)).encode()
+    return b"RT1 " + _crc(body).encode() + b" " + body + b"\n"
 
 
 def decode(data):
     # None for anything short of a complete, checksummed record
     try:
         end = data.find(b"\n")
-        if end < 0 or data[:4] != b"RT1 ":
-            return None
         body = data[13:end]
-        if data[12:13] != b" " or int(data[4:12], 16) != crc32(body) & 0xFFFFFFFF:
+        if end < 0 or data[:4] != b"RT1 " or data[12:13] != b" " or \
+                data[4:12] != _crc(body).encode():
             return None
-        gen, exp, due, seed, token = body.decode().split(" ", 4)
-        if exp not in (NEVER, UNKNOWN):
-            exp = int(exp)
-        return Record(token, exp, int(due), seed, int(gen))
-    except (ValueError, UnicodeError):
+        p = body.decode().split(" ", 6)  # the first format had 5 fields, a token no space
+        if len(p) < 7:
+            p = p[:4] + ["0", "-", p[4]]
+        exp = p[1]
+        return Record(p[6], exp if exp in (NEVER, UNKNOWN) else int(exp), int(p[2]), p[3],
+                      int(p[0]), int(p[4]), p[5])
+    except (ValueError, UnicodeError, IndexError):
         return None
 
 
+def _put(path, mode, data):
+    with open(path, mode) as f:
+        f.write(data)
+        f.flush()
+
+
 class Files:
-    """The flash edge: whole-file reads and writes under one directory."""
+    """The flash edge: whole-file reads and in-place writes under one directory."""
 
     def __init__(self, root=""):
         self.root = root
@@ -97,17 +99,24 @@ class Files:
             with open(self.path(name), "rb") as f:
                 return f.read(limit)
         except OSError as e:
-            return None if e.args[:1] == (ENOENT,) else b""
+            return None if e.args[0] == 2 else b""  # ENOENT
 
     def write(self, name, data):
-        """Overwrite from the start, in place: no truncation, no new allocation."""
+        """Overwrite from the start, in place: no truncation, no new allocation. Only a
+        missing file, or one a cut left unwritable (a torn FAT entry), is made anew."""
+        p = self.path(name)
         try:
-            f = open(self.path(name), "r+b")
-        except OSError:
-            f = open(self.path(name), "wb")
-        with f:
-            f.write(data)
-            f.flush()
+            _put(p, "r+b", data)
+        except OSError as e:
+            if e.args[0] == 28:  # ENOSPC: the commit fails, the old record stays
+                raise
+            import os
+
+            try:
+                os.rename(p, p + ".bad")  # a torn entry cannot even be removed
+            except OSError:
+                pass
+            _put(p, "wb", data)
 
     def mkdir(self, name):
         import os
@@ -115,55 +124,40 @@ class Files:
         try:
             os.mkdir(self.path(name))
         except OSError as e:
-            # EEXIST: it is there (FAT then writes nothing). Anything else, e.g. no space
-            # (FAT's driver says EACCES then), is the commit's failure, not a later ENOENT.
-            if e.args[:1] != (EEXIST,):
+            # EEXIST: it is there. Anything else, e.g. no space (FAT says EACCES), is the
+            # commit's failure, not a later ENOENT.
+            if e.args[0] != 17:
                 raise
-
-    def rename(self, old, new):
-        import os
-
-        try:
-            os.remove(self.path(new))
-        except OSError:
-            pass
-        os.rename(self.path(old), self.path(new))
 
 
 class Store:
     def __init__(self, fs=None, log=None):
-        self.fs = fs if fs is not None else Files()
+        self.fs = Files(fs) if fs is None or isinstance(fs, str) else fs
         self.log = log
         self.slot = 1  # slot of the newest record; the next commit writes the other one
-        self.gen = None  # unknown until load()
+        self.gen: int = None  # type: ignore[assignment]  # unknown until load()
 
     def load(self):
-        """Newest valid record, or None. Damaged slots are set aside for diagnosis."""
+        """Newest valid record, or None. A damaged slot is logged and left in place: the
+        next commit rewrites it."""
         best = None
-        for i, name in enumerate(SLOTS):
-            data = self.fs.read(name, MAX_RECORD + 1)
+        for i in (0, 1):
+            data = self.fs.read(SLOTS[i], MAX_RECORD + 1)
             if data is None:
                 continue
             rec = decode(data)
             if rec is None:
-                self._set_aside(name)
+                if self.log:
+                    self.log("store: %s damaged; the next commit rewrites it" % SLOTS[i])
             elif best is None or rec.gen > best.gen:
                 best, self.slot = rec, i
         self.gen = best.gen if best else 0
         return best
 
-    def _set_aside(self, name):
-        try:
-            self.fs.rename(name, name + ".bad")
-            if self.log:
-                self.log("store: damaged %s kept as %s.bad" % (name, name))
-        except OSError:
-            pass
-
     def commit(self, rec):
         if self.gen is None:
             self.load()  # never overwrite a newer record we have not seen
-        rec.gen = (self.gen or 0) + 1
+        rec.gen = self.gen + 1
         data = encode(rec)
         if len(data) > MAX_RECORD:
             raise StoreError("record too large")
@@ -173,14 +167,14 @@ class Store:
                 # Both directories and both files before any later commit can need a new
                 # cluster: creating one can then never disturb a record under the other.
                 for slot in SLOTS:
-                    self.fs.mkdir(slot.split("/")[0])
+                    self.fs.mkdir(slot[:7])
                 self.fs.write(SLOTS[self.slot], data)
             self.fs.write(name, data)
-            ok = (self.fs.read(name, MAX_RECORD + 1) or b"")[: len(data)] == data
+            ok = self.fs.read(name, len(data)) == data
         except OSError as e:
             # a full filesystem prints as a bare "28" on MicroPython: name it
-            why = "filesystem full" if e.args[:1] == (ENOSPC,) else e
-            raise StoreError("commit failed: %s" % why)
+            raise StoreError("commit failed: " + ("filesystem full" if e.args[0] == 28 else
+                                                  repr(e)))
         if not ok:
             raise StoreError("commit failed: read-back mismatch")
         self.slot, self.gen = 1 - self.slot, rec.gen

@@ -6,31 +6,36 @@ try:
 except ImportError:
     import urequests as requests  # type: ignore[no-redef]  # older ports name it so
 
-_KEEP = ("date", "retry-after")
+LIMIT = 2048  # the answer's body; a token object is ~300 bytes
 
 
 class Urequests:
-    def __init__(self, timeout_s, limit=6144):
+    def __init__(self, timeout_s):
         self.timeout_s = timeout_s
-        self.limit = limit
 
     def request(self, method, url, body, headers):
         kept = {}
 
         def keep(line, _):
             k, _, v = line.decode().partition(":")
-            if k.strip().lower() in _KEEP:
-                kept[k.strip().lower()] = v.strip()
+            k = k.strip().lower()
+            if k in ("date", "retry-after"):
+                kept[k] = v.strip()
 
-        r = requests.request(method, url, data=body, headers=headers,
-                             timeout=self.timeout_s,
-                             parse_headers=keep)  # type: ignore[arg-type]  # stub: bool only
         try:
-            data = r.raw.read(self.limit + 1)
+            r = requests.request(method, url, data=body, headers=headers,
+                                 timeout=self.timeout_s,
+                                 parse_headers=keep)  # type: ignore[arg-type]
+        except OSError as e:
+            if e.args and isinstance(e.args[0], int) and e.args[0] < 0:  # getaddrinfo's
+                raise OSError("cannot resolve %s (%s)" % (url.split("/")[2], e))
+            raise
+        try:
+            data = r.raw.read(LIMIT + 1)
         finally:
             r.close()
-        if len(data) > self.limit:
-            raise OSError("answer larger than %d bytes" % self.limit)
+        if len(data) > LIMIT:
+            raise OSError("body over %d bytes" % LIMIT)
         return r.status_code, kept, data
 
     async def arequest(self, method, url, body, headers):

@@ -35,7 +35,7 @@ def test_refusals():
 
 def test_everything_else_is_transient():
     for status in (100, 204, 301, 302, 307, 400, 401, 404, 423, 429, 500, 502, 503, 504, 999):
-        assert classify(status, {}, b"", NOW)[0] == answer.TRANSIENT
+        assert classify(status, {}, b"", NOW)[0] == answer.SERVER
 
 
 def test_retry_after_forms_and_bounds():
@@ -60,7 +60,7 @@ def test_garbage_bodies_are_failed_attempts_never_tokens():
     for status in (200, 201):
         for b in bad:
             k, token, _, _, why = classify(status, {}, b, NOW)
-            assert k == answer.TRANSIENT and token is None, b[:40]
+            assert k == answer.GARBAGE and token is None, b[:40]
             assert str(status) in why
 
 

@@ -79,3 +79,18 @@ def test_not_an_object():
 
 def test_comment_keys_allowed():
     assert validate(cfg(_comment="provisioned 2026-11-25"))
+
+
+def test_ipv6_literals_accepted_and_broken_urls_refused():
+    for url in ("http://[::1]:8080", "https://[2001:db8::1]/v1", "http://[::1]"):
+        assert validate(cfg(api_url=url))["api_url"] == url
+    for url in ("http://[::1:8080", "http://[::1]:80x0", "http://h:port", "http://:80"):
+        refused("api_url", api_url=url)
+    # urequests cannot take an IPv6 literal: a config error, not an attempt failing forever
+    e = raises(ConfigError, validate, {"api_url": "http://[::1]:8080", "transport": "urequests"})
+    assert "'transport'" in str(e)
+
+
+def test_errors_name_the_source():
+    assert str(raises(ConfigError, validate, {"api_url": 1})).startswith("config: 'api_url'")
+    assert str(raises(ConfigError, validate, {"api_url": 1}, "cfg.json")).startswith("cfg.json:")

@@ -113,7 +113,7 @@ def test_scheduled_rotations_present_the_current_token_each_time():
         rig.run_until_due()
         assert rig.http.presented() == tok(n - 1)
         assert rig.r.token == tok(n) == rig.stored().token
-    assert rig.r.counts["rotations"] == 5
+    assert rig.r.status()["counts"]["rotations"] == 5
 
 
 def test_refresh_point_between_half_life_and_latest():
@@ -135,9 +135,9 @@ def test_null_expiration_is_never_refreshed_on_a_schedule():
 def test_restart_continues_with_the_stored_token_and_schedule():
     rig = Rig(issued(tok(1), iso(T0 + DAY)))
     rig.r.step()
-    due = rig.r.next_at
+    due = rig.r._next
     again = rig.restart(issued(tok(2), iso(T0 + 2 * DAY)))
-    assert again.r.token == tok(1) and again.r.next_at == due
+    assert again.r.token == tok(1) and again.r._next == due
     assert again.http.calls == []  # the initial token is not imported again
     again.run_until_due()
     assert again.http.presented() == tok(1)
@@ -161,7 +161,7 @@ def test_200_after_a_lost_answer_is_logged_as_recovery():
     assert rig.r.state == BACKOFF and rig.stored().token == tok(0)
     rig.run_until_due()
     assert rig.http.presented() == tok(0)
-    assert rig.r.token == tok(2) and rig.r.counts["recoveries"] == 1
+    assert rig.r.token == tok(2) and rig.r.status()["counts"]["recoveries"] == 1
     assert [x for x in rig.lines if x.startswith("recovered (200)")]
 
 
@@ -206,11 +206,11 @@ def test_403_waits_backoff_max_even_across_restart():
 def test_backoff_grows_and_caps_and_honours_retry_after():
     rig = Rig(*[problem(503)] * 12, backoff_min_s=5, backoff_max_s=600, rnd=0.0)
     rig.r.step()
-    waits = [rig.r.wait]
+    waits = [rig.r._wait]
     for _ in range(11):
-        assert rig.r.due_in() == rig.r.wait + 1  # never early by a second's fraction
+        assert rig.r.due_in() == rig.r._wait + 1  # never early by a second's fraction
         rig.run_until_due()
-        waits.append(rig.r.wait)
+        waits.append(rig.r._wait)
     assert waits[0] == 5
     for a, b in zip(waits, waits[1:]):
         assert b >= min(2 * a, 600)
@@ -218,8 +218,8 @@ def test_backoff_grows_and_caps_and_honours_retry_after():
     assert rig.r.state == BACKOFF and rig.stored().token == tok(0)
     throttled = Rig(problem(412, {"retry-after": "900"}), backoff_min_s=5)
     throttled.r.step()
-    assert throttled.r.wait == 900 + 900 // 4  # a floor plus jitter (rnd 0.5: a quarter)
-    assert throttled.r.due_in() == throttled.r.wait + 1
+    assert throttled.r._wait == 900 + 900 // 4  # a floor plus jitter (rnd 0.5: a quarter)
+    assert throttled.r.due_in() == throttled.r._wait + 1
 
 
 def test_every_transient_failure_backs_off_and_keeps_the_token():
@@ -232,7 +232,7 @@ def test_every_transient_failure_backs_off_and_keeps_the_token():
         assert rig.r.state == BACKOFF and rig.r.due_in() >= 5
         rig.run_until_due()
     assert rig.stored().token == tok(0) and rig.r.token == tok(0)
-    assert rig.r.counts["failures"] == len(failures)
+    assert rig.r.status()["counts"]["failures"] == len(failures)
 
 
 def test_success_resets_backoff():
@@ -242,7 +242,7 @@ def test_success_resets_backoff():
     rig.run_until_due()
     assert rig.r.state == HEALTHY
     rig.run_until_due()
-    assert rig.r.wait == 5 and rig.r.due_in() == 6
+    assert rig.r._wait == 5 and rig.r.due_in() == 6
 
 
 def test_full_flash_keeps_new_token_in_ram_and_retries_the_commit():
@@ -275,9 +275,7 @@ def test_untrusted_clock_refreshes_and_learns_time_from_date_header():
 def test_force_only_when_healthy():
     rig = Rig(issued(tok(1), iso(T0 + DAY)), issued(tok(2), iso(T0 + DAY)))
     rig.r.step()
-    woken = []
-    rig.r.wake = lambda: woken.append(1)
-    assert rig.r.force() is True and rig.r.due_in() == 0 and woken
+    assert rig.r.force() is True and rig.r.due_in() == 0
     rig.r.step()
     assert rig.r.token == tok(2)
 
@@ -290,10 +288,10 @@ def test_callbacks_and_status_snapshot():
     rig.r.step()
     st = rig.r.status()
     assert st["state"] == BACKOFF and "503" in st["last_error"]
-    assert st["counts"]["failures"] == 1 and st["next_attempt"] == rig.r.next_at
+    assert st["counts"]["failures"] == 1 and st["next_attempt"] == rig.r._next
     rig.run_until_due()
     assert tokens == [(tok(1), T0 + DAY)]
-    assert states == [BACKOFF, HEALTHY]
+    assert states == [HEALTHY, BACKOFF, HEALTHY]  # the current state at once, then changes
     assert rig.r.status()["last_error"] is None
 
 
@@ -325,23 +323,23 @@ def test_backoff_survives_deep_sleep_through_suspend_and_resume():
     rig = Rig(problem(503), problem(503), rnd=0.0, backoff_min_s=5, backoff_max_s=600)
     rig.r.step()
     rig.run_until_due()
-    saved, next_at = rig.r.suspend(), rig.r.next_at
-    assert rig.r.state == BACKOFF and rig.r.wait == 20
+    saved, next_at = rig.r.suspend(), rig.r._next
+    assert rig.r.state == BACKOFF and rig.r._wait == 20
     again = rig.restart(problem(503))  # deep sleep reboots into main.py
     assert again.r.state == HEALTHY  # the store alone would retry at once
     again.r.resume(saved)
-    assert again.r.state == BACKOFF and again.r.next_at == next_at
+    assert again.r.state == BACKOFF and again.r._next == next_at
     again.run_until_due()
-    assert again.r.wait == 80  # the backoff kept growing
+    assert again.r._wait == 80  # the backoff kept growing
 
 
 def test_resume_ignores_junk():
     rig = Rig(issued(tok(1), iso(T0 + DAY)))
     rig.r.step()
-    due = rig.r.next_at
+    due = rig.r._next
     for junk in (None, b"", b"garbage", b"\xff\xfe", b"healthy x 0", b"provision 5 0"):
         rig.r.resume(junk)
-        assert rig.r.state == HEALTHY and rig.r.next_at == due
+        assert rig.r.state == HEALTHY and rig.r._next == due
 
 
 def test_timer_wake_keeps_the_boot_delay_already_drawn():
@@ -350,7 +348,7 @@ def test_timer_wake_keeps_the_boot_delay_already_drawn():
     rig.clock.t = T0 + DAY - 1000  # off through the refresh point: a boot delay is drawn
     rig.rnd = 0.9
     first = rig.restart()
-    saved, wake_at = first.r.suspend(), first.r.next_at
+    saved, wake_at = first.r.suspend(), first.r._next
     assert wake_at > rig.clock.t
     rig.clock.t = wake_at  # the deep-sleep timer fires
     rig.rnd = 0.99
@@ -364,14 +362,192 @@ def test_backoff_ends_before_the_token_expires_and_403_is_jittered():
     rig = Rig(issued(tok(1), iso(T0 + 1000)), *[problem(503)] * 8, backoff_max_s=3600,
               rnd=0.99)
     rig.r.step()
-    rig.clock.t = rig.r.next_at  # the scheduled refresh, 10-ish minutes before expiry
+    rig.clock.t = rig.r._next  # the scheduled refresh, 10-ish minutes before expiry
     for _ in range(8):
         rig.r.step()
         assert rig.r.state == BACKOFF
         left = T0 + 1000 - rig.clock.now()
         if left > 60 + 12:
-            assert rig.r.next_at <= T0 + 1000 - 60  # the expiry margin, not the 3600 cap
-        rig.clock.t = rig.r.next_at
+            assert rig.r._next <= T0 + 1000 - 60  # the expiry margin, not the 3600 cap
+        rig.clock.t = rig.r._next
     held = Rig(problem(403), backoff_max_s=600, rnd=0.5)
     held.r.step()
     assert held.r.state == FORBIDDEN and held.r.due_in() == 600 + 150 + 1
+
+
+# -- never dies: the refresher survives everything but a power cut --
+
+
+class MemoryErrorFS(MemFS):
+    """Flash whose next `fail` writes raise MemoryError (the heap ran out in a commit)."""
+
+    def __init__(self):
+        MemFS.__init__(self)
+        self.fail = 0
+
+    def write(self, name, data):
+        if self.fail:
+            self.fail -= 1
+            raise MemoryError("memory allocation failed")
+        MemFS.write(self, name, data)
+
+
+def _run_async(coro):
+    import asyncio
+
+    return asyncio.run(coro)
+
+
+def _astep_until(r, n):
+    """n attempts through astep(), the asyncio driver: what aio.run does, bounded."""
+    import asyncio
+
+    async def go():
+        for _ in range(n):
+            await asyncio.wait_for(r.astep(), 5)
+
+    _run_async(go())
+
+
+def _drivers():
+    def plain(rig, n):
+        for _ in range(n):
+            rig.run_until_due()
+
+    def aio(rig, n):
+        for _ in range(n):  # virtual time: make it due, then let astep() act at once
+            rig.clock.advance(rig.r.due_in() or 0)
+            _astep_until(rig.r, 1)
+
+    return (("plain", plain), ("asyncio", aio))
+
+
+def test_raising_callbacks_are_logged_and_do_not_stop_it():
+    for name, drive in _drivers():
+        rig = Rig(issued(tok(1), iso(T0 + DAY)), problem(503), issued(tok(2), iso(T0 + DAY)))
+
+        def bad_token(token, exp):
+            raise ValueError("app bug")
+
+        def bad_state(state, why):
+            raise KeyError("app bug")
+
+        rig.r.on_token(bad_token)
+        rig.r.on_state(bad_state)  # raises at once, with the current state: logged too
+        rig.r.step()
+        assert rig.r.token == tok(1) and rig.r.state == HEALTHY, name
+        rig.r.force()
+        drive(rig, 2)
+        assert rig.r.token == tok(2) and rig.r.state == HEALTHY, name
+        assert len([x for x in rig.lines if x.startswith("callback: ")]) >= 4, name
+
+
+def test_memory_error_in_the_commit_is_a_failed_attempt():
+    for name, drive in _drivers():
+        fs = MemoryErrorFS()
+        rig = Rig(issued(tok(1), iso(T0 + DAY)), fs=fs, rnd=0.0)
+        fs.fail = 1
+        rig.r.step()
+        st = rig.r.status()
+        assert st["state"] == BACKOFF and st["reason"] == "store" and st["pending_commit"]
+        assert rig.stored().token == tok(0) and rig.r.token == tok(0)
+        assert rig.r.due_in() == 6, name
+        drive(rig, 1)  # the commit again, no network
+        assert rig.r.token == tok(1) == rig.stored().token and len(rig.http.calls) == 1, name
+        assert rig.r.state == HEALTHY and rig.r.status()["reason"] is None
+
+
+def test_memory_error_and_type_error_in_the_transport_back_off():
+    for name, drive in _drivers():
+        rig = Rig(MemoryError("memory allocation failed"), TypeError("can't convert"),
+                  issued(tok(1), iso(T0 + DAY)), rnd=0.0)
+        rig.r.step()
+        st = rig.r.status()
+        assert st["state"] == BACKOFF and st["reason"] == "transport", name
+        assert "MemoryError" in st["last_error"] and rig.r.due_in() == 6
+        drive(rig, 1)
+        assert "TypeError" in rig.r.status()["last_error"] and rig.r.due_in() == 21, name
+        drive(rig, 1)
+        assert rig.r.token == tok(1) and rig.r.state == HEALTHY, name
+
+
+def test_an_unexpected_error_inside_a_step_is_a_failed_attempt():
+    for name, drive in _drivers():
+        rig = Rig(issued(tok(1), iso(T0 + DAY)), issued(tok(2), iso(T0 + DAY)), rnd=0.0)
+
+        def broken(*args):
+            raise MemoryError()  # e.g. while parsing, between transport and commit
+
+        import regtoken.refresher as mod
+
+        real = mod.classify
+        mod.classify = broken
+        try:
+            rig.r.step()
+            st = rig.r.status()
+            assert st["state"] == BACKOFF and st["reason"] == "error", (name, st)
+            assert rig.r.due_in() == 6
+        finally:
+            mod.classify = real
+        drive(rig, 1)
+        assert rig.r.token == tok(2) and rig.r.state == HEALTHY, name
+
+
+def test_the_asyncio_task_keeps_going_after_failures():
+    import asyncio
+
+    from regtoken import aio
+
+    rig = Rig(MemoryError(), TypeError("x"), issued(tok(1), iso(T0 + DAY)), rnd=0.0,
+              backoff_min_s=1)
+
+    async def main():
+        task = asyncio.create_task(aio.run(rig.r))
+        for _ in range(200):  # real time, small waits: 1 s, then 2-3 s of backoff
+            await asyncio.sleep(0.05)
+            rig.clock.advance(1)
+            if rig.r.token == tok(1):
+                break
+        task.cancel()
+
+    _run_async(main())
+    assert rig.r.token == tok(1) and rig.r.state == HEALTHY
+    assert rig.r.status()["counts"]["failures"] == 2
+
+
+def test_status_reason_is_machine_readable_and_survives_a_restart():
+    cases = (((problem(410),), PROVISION, "gone"), ((problem(403),), FORBIDDEN, "forbidden"),
+             ((problem(412),), BACKOFF, "throttled"), ((problem(503),), BACKOFF, "server"),
+             (((201, {}, b"{}"),), BACKOFF, "garbage"), ((OSError("reset"),), BACKOFF,
+                                                         "transport"))
+    for answers, state, reason in cases:
+        rig = Rig(*answers)
+        rig.r.step()
+        st = rig.r.status()
+        assert (st["state"], st["reason"]) == (state, reason), (st, reason)
+        if reason in ("gone", "forbidden"):  # kept in the store: the same after a restart
+            again = rig.restart().r.status()
+            assert (again["state"], again["reason"]) == (state, reason), again
+    empty = Rig(initial_token=None).r.status()
+    assert empty["token"] is None and empty["reason"] == "empty"
+    ok = Rig(issued(tok(1), iso(T0 + DAY)))
+    ok.r.step()
+    st = ok.r.status()
+    assert st["reason"] is None and st["token"].startswith(tok(1)[:6]) and tok(1) not in st["token"]
+
+
+def test_expires_in_is_seconds_and_logs_show_rfc3339():
+    rig = Rig(issued(tok(1), "2027-01-16T08:00:00Z"))
+    assert rig.r.expires_in() is None  # imported without an expiration
+    rig.r.step()
+    assert rig.r.expires_in() == DAY
+    line = [x for x in rig.lines if x.startswith("rotated (201)")][0]
+    assert "expires 2027-01-16T08:00:00Z" in line and str(T0 + DAY) not in line
+
+
+def test_on_state_reports_the_current_state_when_registered():
+    rig = Rig(problem(410))
+    rig.r.step()
+    seen = []
+    rig.r.on_state(lambda state, why: seen.append((state, why)))
+    assert seen and seen[0][0] == PROVISION and "410" in seen[0][1]

@@ -52,11 +52,12 @@ def test_every_corruption_of_the_newest_falls_back_to_the_previous():
         fs.files[SLOTS[1]] = bad
         rec = Store(fs).load()
         assert rec is not None and rec.token == tok(1)
-        assert fs.files[SLOTS[1] + ".bad"] == bad  # kept for diagnosis
+        assert fs.files[SLOTS[1]] == bad  # left in place: nothing renamed, nothing created
         s2 = Store(fs)
         s2.load()
-        commit(s2, 3)
+        commit(s2, 3)  # rewrites the damaged slot, in place
         assert Store(fs).load().token == tok(3)
+        assert sorted(fs.files) == sorted(SLOTS) and fs.files[SLOTS[1]].startswith(b"RT1 ")
 
 
 def test_both_damaged_is_a_clear_empty_state_and_recovers():
@@ -69,9 +70,10 @@ def test_both_damaged_is_a_clear_empty_state_and_recovers():
     fs.files["token.tmp"] = b"stray"
     s = Store(fs)
     assert s.load() is None
-    assert SLOTS[0] + ".bad" in fs.files and SLOTS[1] + ".bad" in fs.files
+    assert fs.files[SLOTS[0]] == b"junk" and fs.files[SLOTS[1]] == b""  # no copies made
     commit(s, 3)
     assert Store(fs).load().token == tok(3)
+    assert sorted(fs.files) == sorted(SLOTS + ("token.tmp",))
 
 
 def test_oversized_file_is_damage_not_a_crash():
@@ -137,3 +139,25 @@ def test_shorter_record_over_a_longer_one_in_place():
     s.commit(Record(tok(2), 5, 6, "-"))
     s.commit(Record(tok(3, size=100), 5, 6, "-"))  # over slot a's 1000-character record
     assert Store(fs).load().token == tok(3, size=100)
+
+
+def test_commit_time_and_hold_round_trip_and_first_format_still_loads():
+    rec = decode(encode(Record(tok(1), 5, 6, "-", 7, at=1800000000, why="forbidden")))
+    assert (rec.at, rec.why, rec.gen, rec.token) == (1800000000, "forbidden", 7, tok(1))
+    # a record written by the first format (no at, no why) after a firmware update
+    from binascii import crc32
+
+    body = ("3 1800000000 1799990000 0badf00d " + tok(2)).encode()
+    old = b"RT1 " + ("%08x" % (crc32(body) & 0xFFFFFFFF)).encode() + b" " + body + b"\n"
+    rec = decode(old)
+    assert (rec.token, rec.gen, rec.exp, rec.due, rec.at, rec.why) == (
+        tok(2), 3, 1800000000, 1799990000, 0, "-")
+
+
+def test_a_damaged_slot_is_logged_without_its_bytes():
+    fs = MemFS()
+    commit(Store(fs), 1)
+    fs.files[SLOTS[1]] = b"RT1 0000 " + tok(5).encode()
+    lines = []
+    assert Store(fs, lines.append).load().token == tok(1)
+    assert len(lines) == 1 and "damaged" in lines[0] and tok(5)[:8] not in lines[0]

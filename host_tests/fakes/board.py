@@ -1,10 +1,10 @@
-"""Fakes of the board modules firmware/regtoken/device.py imports (network, machine,
-ntptime, neopixel) and of the `time` it sleeps with: nothing waits, a virtual millisecond
-clock advances instead, and every hardware call is recorded in `board.calls`.
+"""Fakes of the board modules firmware/board/*.py and regtoken.clock import (network,
+machine, ntptime, neopixel) and of the `time` they sleep with: nothing waits, a virtual
+millisecond clock advances instead, and every hardware call is recorded in `board.calls`.
 
     board = FakeBoard()
     board.install(monkeypatch)       # puts the fake modules into sys.modules
-    device.time = board.clock        # sleeps advance board.clock.ms
+    wifi.time = board.clock          # sleeps advance board.clock.ms
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ class DeepSleep(Exception):
 
 
 class FakeTime:
-    """Stands in for MicroPython's time module where device.py sleeps."""
+    """Stands in for MicroPython's time module where the board edges sleep."""
 
     def __init__(self) -> None:
         self.ms = 0
@@ -47,6 +47,7 @@ class FakeBoard:
         self.ntp_timeout_seen: list[int] = []
         self.rtc_memory: bytes | None = b"" if rtc_memory else None
         self.reset_cause = 1  # PWRON_RESET; 4 is DEEPSLEEP_RESET on ESP32
+        self.rtc_datetime: tuple[int, ...] | None = None  # what RTC().datetime() was set to
         self.pins: dict[Any, FakePin] = {}
         self.timers: list[FakeTimer] = []
         self.pixels: list[FakeNeoPixel] = []
@@ -74,7 +75,7 @@ class FakeBoard:
 
         class WLAN:
             def __init__(self, iface: int) -> None:
-                assert iface == 0, "device.py must use the station interface"
+                assert iface == 0, "board.wifi must use the station interface"
                 self._active = False
 
             def active(self, on: bool | None = None) -> bool:
@@ -133,6 +134,11 @@ class FakeBoard:
                 if name == "memory" and board.rtc_memory is not None:
                     return self._memory
                 raise AttributeError(name)  # rp2: no RTC memory
+
+            def datetime(self, t: tuple[int, ...]) -> None:
+                assert len(t) == 8, "(year, month, day, weekday, hours, minutes, seconds, sub)"
+                board.calls.append(("rtc", t))
+                board.rtc_datetime = tuple(t)
 
             def _memory(self, data: bytes | None = None) -> bytes | None:
                 if data is None:

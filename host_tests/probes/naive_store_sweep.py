@@ -4,7 +4,7 @@
 #   micropython host_tests/probes/naive_store_sweep.py in-place|tmp-then-rename
 #
 # in-place: one slot, rewritten in place (unpadded). tmp-then-rename: one slot, written
-# beside and renamed over it (the remove-then-rename of Files.rename).
+# beside and renamed over it (remove, then rename).
 import sys
 
 HERE = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
@@ -20,8 +20,14 @@ def in_place(fs, rec):
 
 
 def tmp_then_rename(fs, rec):
+    import os
+
     fs.write("token.a/record.tmp", store.encode(rec))
-    fs.rename("token.a/record.tmp", store.SLOTS[0])
+    try:  # remove, then rename: what FAT's driver does on its own
+        os.remove(fs.path(store.SLOTS[0]))
+    except OSError:
+        pass
+    os.rename(fs.path("token.a/record.tmp"), fs.path(store.SLOTS[0]))
 
 
 WRITES = {"in-place": in_place, "tmp-then-rename": tmp_then_rename}

@@ -11,7 +11,8 @@ import time
 HERE = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
 sys.path.insert(0, HERE + "/../../firmware")
 
-from regtoken.wire import Wire, pem_to_der  # noqa: E402
+from regtoken.pem import der  # noqa: E402
+from regtoken.wire import Wire  # noqa: E402
 
 BODY = b'{"registrationToken": "not-a-known-token"}'
 HEADERS = {"Content-Type": "application/json"}
@@ -20,7 +21,8 @@ HEADERS = {"Content-Type": "application/json"}
 def case(path, arg):
     label, url, timeout, ca_file = arg.split("|")
     with open(ca_file, "rb") as f:
-        ca = pem_to_der(f.read())
+        ca = f.read()
+    ca = der(ca) if b"-----BEGIN" in ca else [ca]
     t0 = time.ticks_ms()
     try:
         r = Wire(int(timeout), ca).request("PUT", url + path, BODY, HEADERS)

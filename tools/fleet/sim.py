@@ -91,8 +91,9 @@ class Fleet:
         r.on_token(lambda token, exp, dev=dev: self._fresh(dev))
         dev.r = r
         dev.ver += 1
-        if r.next_at is not None:
-            self.push(max(r.next_at, now), dev.i, dev.ver)
+        wait = r.due_in()  # the public API only: the next attempt, never in the past
+        if wait is not None:
+            self.push(now + wait, dev.i, dev.ver)
 
     def _fresh(self, dev):
         self.rotations += 1
@@ -121,33 +122,33 @@ class Fleet:
             if ver != dev.ver:
                 continue
             r = dev.r
-            r.step()
+            wait = r.step()
             if r.state == BACKOFF:
                 self._need(dev, True)
                 self._check_bound(r, t, lo)
             elif r.state == PROVISION:
                 dev.dead = True
                 self._need(dev, False)
-            if r.next_at is not None:
-                self.push(max(r.next_at, t), i, ver)
+            if wait is not None:
+                self.push(t + wait, i, ver)
             if self.settle and self.recovered_at is None and self.needing == 0 \
                     and t >= self.settle:
                 self.recovered_at = t
         clock.t = end
 
     def _check_bound(self, r, now, lo):
-        exp = r.expires
-        if exp is None or r.pending is not None:
+        exp, st = r.expires, r.status()
+        if exp is None or st["pending_commit"]:
             return
-        margin = exp - policy.MARGIN
-        if margin - now >= 2 * lo + 4 and r.next_at > margin and not self._told(r):
+        margin, next_at = exp - policy.MARGIN, st["next_attempt"]
+        if margin - now >= 2 * lo + 4 and next_at > margin and not self._told(st):
             self.past_expiry += 1
             if len(self.examples) < 3:
-                self.examples.append((now - T0, r.next_at - T0, exp - T0))
+                self.examples.append((now - T0, next_at - T0, exp - T0))
 
-    def _told(self, r):
+    def _told(self, st):
         # a wait the server set (Retry-After on a 412) is honoured even past expiry
-        return self.server.reject[0] == 412 and "412" in str(r.error)
+        return self.server.reject[0] == 412 and st["reason"] == "throttled"
 
     def run(self):
         sc = self.sc

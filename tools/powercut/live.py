@@ -105,10 +105,10 @@ def watch(dev):
 
 def show():
     os.mount(os.VfsLfs2(device()), MOUNT)
-    from regtoken.config import load as load_config
+    import regtoken
     from regtoken.store import Files, Store
 
-    say("store: " + describe(Store(Files(load_config()["store_dir"])).load()))
+    say("store: " + describe(Store(Files(regtoken.load()["store_dir"])).load()))
     return 0
 
 

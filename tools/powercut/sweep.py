@@ -2,6 +2,7 @@
 #
 #   micropython tools/powercut/sweep.py [--commits=130] [--warmup=0] [--stride=1]
 #                           [--seed=4] [--kinds=lfs2-512,lfs2-4096,...] [--json] [--trace=K]
+#                           [--double=1]
 #
 # Kinds are in tools/powercut/images.py; the default sweep runs all of them (flash.NAMES),
 # fat-flash (FAT on raw flash that erases each sector before writing it) included: see
@@ -15,6 +16,10 @@
 # random prefix of the last write lands), remount a fresh driver on the surviving bytes
 # and classify what load() finds. Then commit once more on the recovered store and reload
 # it. The invariant: lost == garbage == broken == 0.
+#
+# --double=1 cuts two consecutive commits instead: the first at every write point, then,
+# after a power-up that loads the damaged store, the next one at every write point too;
+# the repair commit must not allocate (on FAT: leave the allocation table alone).
 #
 # --trace=K prints the write points around K of the uncut run (block, and on FAT which
 # region or file owns it) and what the cuts at K leave behind, instead of sweeping.
@@ -214,6 +219,59 @@ def sweep(kind, opts, specs):
     return tally
 
 
+# -- two cuts in consecutive commits (--double) --
+
+
+def fat_table(kind, image):
+    """The FAT's sectors of a FAT image (b"" for littlefs): a commit that allocates
+    writes them."""
+    if not kind.startswith("fat"):
+        return b""
+    bps = flash.block_size(kind)
+    first, root = flash.fat_regions(image)[:2]
+    return bytes(image[first * bps:root * bps])
+
+
+def double(kind, opts, specs):
+    """Cut the first swept commit at every write point (clean and torn), power up, load
+    (which finds one slot damaged or not), then cut the next commit at every one of its
+    write points too: load must still give the old or the new token, the recovered store
+    must work, and the uncut repair commit must not touch the allocation table."""
+    started = time.ticks_ms()
+    image, last, swept, after, gen0 = prepare(kind, opts, specs)
+    first, retry = swept[0], swept[1]
+    points = uncut(kind, image, [first])[0]
+    tally = {"kind": kind, "block": flash.block_size(kind), "points": points, "tried": 0,
+             "allocs": 0}
+    for name in OUTCOMES:
+        tally[name] = 0
+    for k in range(1, points + 1, opts["stride"]):
+        for torn in (None, tear_at(opts["seed"], k)):
+            dev = replay(kind, image, [first], k, torn)[0]
+            cut = dev.survivor
+            got = classify(kind, cut, last, first)
+            known = fields(record(last if got == "old" else first))
+            repaired, done, _ = replay(kind, cut, [retry])
+            if done == 0 and fat_table(kind, repaired.image()) != fat_table(kind, cut):
+                tally["allocs"] += 1
+                print("  %s: cut at %d, the repair commit allocated" % (kind, k))
+            for j in range(1, uncut(kind, cut, [retry])[0] + 1):
+                for torn2 in (None, tear_at(opts["seed"] + 1, j)):
+                    dev2 = replay(kind, cut, [retry], j, torn2)[0]
+                    if dev2.survivor is None:
+                        continue
+                    outcome = classify(kind, dev2.survivor, known, retry)
+                    tally[outcome] += 1
+                    tally["tried"] += 1
+                    if outcome in ("lost", "garbage"):
+                        print("  %s: cuts at %d then %d: %s" % (kind, k, j, outcome))
+                    if not still_works(kind, dev2.survivor, after):
+                        tally["broken"] += 1
+                        print("  %s: cuts at %d then %d: store broken" % (kind, k, j))
+    tally["seconds"] = time.ticks_diff(time.ticks_ms(), started) / 1000
+    return tally
+
+
 # -- trace --
 
 
@@ -285,7 +343,7 @@ def table(rows):
 
 def options(argv):
     # 130: the first littlefs metadata compaction with 4 KiB blocks comes at gen 124
-    opts = {"commits": 130, "warmup": 0, "stride": 1, "seed": 4, "trace": 0,
+    opts = {"commits": 130, "warmup": 0, "stride": 1, "seed": 4, "trace": 0, "double": 0,
             "kinds": ",".join(flash.NAMES)}
     opts["json"] = "--json" in argv
     for arg in argv:
@@ -302,6 +360,12 @@ def main(argv):
     specs = make_specs(1 + opts["warmup"] + opts["commits"] + 1)
     print("%(commits)d commits after %(warmup)d warm-up, stride %(stride)d, seed %(seed)d"
           % opts + "; tokens like %s" % short(specs[1][0]))
+    if opts["double"]:
+        rows = [double(kind, opts, specs) for kind in opts["kinds"].split(",")]
+        for row in rows:
+            print("RESULT " + json.dumps(row))
+        return 1 if sum(row["lost"] + row["garbage"] + row["broken"] + row["allocs"]
+                        for row in rows) else 0
     if opts["trace"]:
         rows = [show_trace(kind, opts, specs) for kind in opts["kinds"].split(",")]
         return 1 if sum(row["lost"] + row["garbage"] + row["broken"] for row in rows) else 0

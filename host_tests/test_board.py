@@ -1,12 +1,14 @@
-"""firmware/regtoken/device.py on CPython, with fakes of network, machine, ntptime and
-neopixel in sys.modules (host_tests/fakes/board.py): no board, and nothing really sleeps."""
+"""firmware/board/ (main.py's board edges: wifi, led, sleep) and regtoken.clock's board path
+on CPython, with fakes of network, machine, ntptime and neopixel in sys.modules
+(host_tests/fakes/board.py): no board, and nothing really sleeps."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
-import sys
+import time
 from typing import Any
 
 import pytest
@@ -14,17 +16,19 @@ from conftest import probe
 from fakes.board import DeepSleep, FakeBoard
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEVICE = os.path.join(ROOT, "firmware", "regtoken", "device.py")
+BOARD = os.path.join(ROOT, "firmware", "board")
 WIFI = {"ssid": "lab", "password": "correct horse"}
 
 
-def load_device(unix: bool) -> Any:
-    """A fresh copy of device.py, so no state leaks between tests."""
-    spec = importlib.util.spec_from_file_location("device_under_test", DEVICE)
+def load(name: str, board: FakeBoard | None = None) -> Any:
+    """A fresh copy of firmware/board/<name>.py, so no state leaks between tests."""
+    path = os.path.join(BOARD, name + ".py")
+    spec = importlib.util.spec_from_file_location("board_" + name, path)
     assert spec is not None and spec.loader is not None
     mod: Any = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    mod.UNIX = unix  # CPython says "linux" too: choose the port explicitly
+    if board is not None and hasattr(mod, "time"):
+        mod.time = board.clock
     return mod
 
 
@@ -35,11 +39,20 @@ def board(monkeypatch: pytest.MonkeyPatch) -> FakeBoard:
     return b
 
 
+class Edges:
+    """The three board modules, loaded against one fake board: device.connect(...) etc."""
+
+    def __init__(self, board: FakeBoard) -> None:
+        self.wifi, self.led, self.sleep_mod = (load(n, board) for n in ("wifi", "led", "sleep"))
+        self.connect, self.sync_clock = self.wifi.connect, self.wifi.sync_clock
+        self.Led, self.PATTERNS = self.led.Led, self.led.PATTERNS
+        self.sleep, self.rtc_load, self.rtc_save = (
+            self.sleep_mod.sleep, self.sleep_mod.rtc_load, self.sleep_mod.rtc_save)
+
+
 @pytest.fixture
 def device(board: FakeBoard) -> Any:
-    mod = load_device(unix=False)
-    mod.time = board.clock
-    return mod
+    return Edges(board)
 
 
 class Log(list):  # type: ignore[type-arg]
@@ -110,11 +123,6 @@ def test_connect_without_wifi_config(device: Any, board: FakeBoard) -> None:
     assert board.connects == 0
 
 
-def test_connect_on_unix_is_immediate(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "network", None)  # importing it would fail
-    assert load_device(unix=True).connect(None, Log()) is True
-
-
 # ---------------------------------------------------------------- NTP
 
 
@@ -131,11 +139,6 @@ def test_ntp_retry_then_success(device: Any, board: FakeBoard) -> None:
     log = Log()
     assert device.sync_clock(log) is True
     assert log[-1] == "ntp: clock set"
-
-
-def test_ntp_on_unix_trusts_the_host_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "ntptime", None)
-    assert load_device(unix=True).sync_clock(Log()) is True
 
 
 # ---------------------------------------------------------------- LED
@@ -207,52 +210,7 @@ def test_led_unknown_state_is_an_error(device: Any) -> None:
         device.Led(None).show("sleepy")
 
 
-def test_led_without_hardware_is_a_no_op(device: Any, board: FakeBoard,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    device.Led(None).show("connecting")
-    monkeypatch.setitem(sys.modules, "machine", None)
-    load_device(unix=True).Led({"pin": 2}).show("healthy")
-    assert board.pins == {} and board.timers == []
-
-
 # ---------------------------------------------------------------- sleep and RTC memory
-
-
-def test_light_sleep(device: Any, board: FakeBoard) -> None:
-    device.sleep(90)
-    assert board.calls == [("lightsleep", 90000)]
-
-
-def test_long_sleep_is_cut_into_days(device: Any, board: FakeBoard) -> None:
-    # 3 days of milliseconds would overflow a 32-bit machine int on an ESP32
-    device.sleep(3 * 86400 + 0.5)
-    assert board.calls == [("lightsleep", 86400000)] * 3 + [("lightsleep", 500)]
-    with pytest.raises(DeepSleep):
-        device.sleep(30 * 86400, deep=True)
-    assert board.calls[-1] == ("deepsleep", 86400000)
-
-
-def test_long_sleep_is_cut_into_naps_on_rp2(device: Any, board: FakeBoard) -> None:
-    device.RP2 = True  # its sleep timer holds 32-bit microseconds
-    device.sleep(3 * 3600 + 1)
-    assert [c[1] for c in board.calls] == [3600000, 3600000, 3600000, 1000]
-    with pytest.raises(DeepSleep):
-        device.sleep(86400, deep=True)
-    assert board.calls[-1] == ("deepsleep", 3600000)  # wakes after an hour, sleeps again
-
-
-def test_deep_sleep_does_not_return(device: Any, board: FakeBoard) -> None:
-    with pytest.raises(DeepSleep):
-        device.sleep(120, deep=True)
-    assert board.calls == [("deepsleep", 120000)]
-
-
-def test_sleep_on_unix_uses_time_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    dev = load_device(unix=True)
-    slept: list[float] = []
-    monkeypatch.setattr(dev.time, "sleep", slept.append)
-    dev.sleep(2.5, deep=True)  # no deep sleep on unix: the process just waits
-    assert slept == [2.5]
 
 
 def test_rtc_memory_round_trip(device: Any, board: FakeBoard) -> None:
@@ -261,25 +219,116 @@ def test_rtc_memory_round_trip(device: Any, board: FakeBoard) -> None:
     assert device.rtc_load() == b"\x01state"
 
 
+# ---------------------------------------------------------------- the real unix port
+
+
+def test_led_without_a_spec_is_a_no_op(device: Any, board: FakeBoard) -> None:
+    device.Led(None).show("connecting")
+    assert board.pins == {} and board.timers == []
+
+
+# ---------------------------------------------------------------- sleep and RTC memory
+
+
+def test_each_sleep_mode_uses_its_own_call(device: Any, board: FakeBoard) -> None:
+    device.sleep(90, "light")
+    assert board.calls == [("lightsleep", 90000)]
+    board.calls.clear()
+    device.sleep(90, "none")  # "none" means none: time.sleep_ms, never machine.lightsleep
+    assert board.calls == [] and board.clock.ms == 90000 * 2
+    with pytest.raises(DeepSleep):
+        device.sleep(120, "deep")
+    assert board.calls == [("deepsleep", 120000)]
+    board.calls.clear()
+    device.sleep(0, "deep")  # nothing to wait for: no deep sleep of "forever"
+    assert board.calls == []
+
+
+def test_long_sleep_is_cut_into_days(device: Any, board: FakeBoard) -> None:
+    # 3 days of milliseconds would overflow a 32-bit machine int on an ESP32
+    device.sleep(3 * 86400 + 0.5, "light")
+    assert board.calls == [("lightsleep", 86400000)] * 3 + [("lightsleep", 500)]
+    with pytest.raises(DeepSleep):
+        device.sleep(30 * 86400, "deep")
+    assert board.calls[-1] == ("deepsleep", 86400000)
+
+
+def test_long_sleep_is_cut_into_naps_on_rp2(device: Any, board: FakeBoard) -> None:
+    device.sleep_mod.MAX_MS = 3600000  # rp2: its sleep timer holds 32-bit microseconds
+    device.sleep(3 * 3600 + 1, "light")
+    assert [c[1] for c in board.calls] == [3600000, 3600000, 3600000, 1000]
+    with pytest.raises(DeepSleep):
+        device.sleep(86400, "deep")
+    assert board.calls[-1] == ("deepsleep", 3600000)  # wakes after an hour, sleeps again
+
+
 def test_rtc_memory_absent_on_rp2(monkeypatch: pytest.MonkeyPatch) -> None:
     rp2 = FakeBoard(rtc_memory=False)
     rp2.install(monkeypatch)
-    dev = load_device(unix=False)
+    dev = Edges(rp2)
     dev.rtc_save(b"x")  # a no-op, no error
     assert dev.rtc_load() is None
 
 
-def test_rtc_memory_absent_on_unix() -> None:
-    dev = load_device(unix=True)
-    dev.rtc_save(b"x")
-    assert dev.rtc_load() is None
+# ---------------------------------------------------------------- the clock floor
+
+
+def test_clock_floor_sets_the_boards_rtc_forward_never_back(board: FakeBoard,
+                                                          tmp_path: Any) -> None:
+    """A cold board without NTP: the RTC is moved to the last commit's time, so that a
+    TLS handshake (mbedTLS reads the port's clock) can check the server's certificate."""
+    from fakes.net import FakeHTTP
+    from regtoken import Clock, Refresher, validate
+    from regtoken.dates import EPOCH
+    from regtoken.store import Record, Store
+
+    last = int(time.time()) + 30 * 86400  # a commit "in the future" of this host's clock
+    store = Store(str(tmp_path))
+    store.commit(Record("A" * 248, last + 86400, last + 3600, "-", at=last))
+    cfg = validate({"api_url": "http://device-api.test", "store_dir": str(tmp_path)})
+    clock = Clock(trusted=False)
+    lines = Log()
+    Refresher(cfg, transport=FakeHTTP(), clock=clock, log=lines)
+    t = time.gmtime(last - EPOCH)
+    assert board.rtc_datetime == (t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0)
+    assert not clock.trusted and clock.now() >= last  # a floor, not the truth
+    assert any("moved forward to %04d-%02d-%02dT" % t[:3] in x for x in lines)
+    # never backward: a clock already past the floor is left alone
+    from fakes.clock import VirtualClock
+
+    ahead = VirtualClock(t=last + 1000, trusted=False)
+    Refresher(cfg, transport=FakeHTTP(), clock=ahead, log=lines)
+    assert ahead.t == last + 1000
+    # and a trusted clock (NTP worked) is never touched
+    board.calls.clear()
+    Refresher(cfg, transport=FakeHTTP(), clock=Clock(trusted=True), log=lines)
+    assert not [c for c in board.calls if c[0] == "rtc"]
+
+
+def test_clock_floor_without_any_commit_is_the_release_date(board: FakeBoard,
+                                                            tmp_path: Any) -> None:
+    from fakes.clock import VirtualClock
+    from fakes.net import FakeHTTP
+    from regtoken import Refresher, validate
+    from regtoken.refresher import RELEASED
+
+    clock = VirtualClock(t=946684800, trusted=False)  # an ESP32 RTC after a cold boot
+    cfg = validate({"api_url": "http://device-api.test", "store_dir": str(tmp_path)})
+    Refresher(cfg, transport=FakeHTTP(), clock=clock, log=Log())
+    assert clock.t == RELEASED and not clock.trusted
 
 
 # ---------------------------------------------------------------- the real unix port
 
 
-def test_device_runs_on_the_micropython_unix_port(micropython: str) -> None:
-    """The same file under MicroPython: imports, and the unix stand-ins behave."""
-    out = subprocess.run([micropython, probe("board_edges_on_unix")], capture_output=True,
-                         text=True, timeout=60)
-    assert out.stdout.strip().endswith("ok"), out.stdout + out.stderr
+def test_main_on_the_unix_port_imports_no_board_edge(micropython: str, tmp_path: Any) -> None:
+    """On the unix port main.py's boot loads regtoken's core and nothing of firmware/board/
+    (nor network, machine, ntptime) (probes/main_boot_on_unix.py)."""
+    (tmp_path / "config.json").write_text(json.dumps({"api_url": "http://127.0.0.1:9"}))
+    p = subprocess.run([micropython, probe("main_boot_on_unix")], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=60)
+    loaded = [ln for ln in p.stdout.splitlines() if ln.startswith("LOADED")]
+    assert loaded, p.stdout + p.stderr
+    mods = loaded[0].split()[1:]
+    assert not [m for m in mods if m.startswith("board") or m in ("network", "ntptime")], mods
+    assert "regtoken.config" not in mods and "regtoken.pem" not in mods, mods

@@ -1,0 +1,49 @@
+# Issue 10: the public API is narrow and main.py / aio.py use only it. Static checks on the
+# sources (CPython), so that a private name creeping into a user of the API fails here.
+import ast
+import os
+
+import regtoken
+from conftest import ROOT
+from regtoken import error
+
+PUBLIC = {"step", "astep", "due_in", "force", "on_token", "on_state", "status", "token",
+          "expires", "expires_in", "state", "suspend", "resume"}
+
+
+def attributes_used_on(path: str, name: str) -> set[str]:
+    """Attribute names read or called on the variable `name` in the file."""
+    tree = ast.parse(open(os.path.join(ROOT, path)).read())
+    return {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+            and isinstance(n.value, ast.Name) and n.value.id == name}
+
+
+def test_main_and_aio_use_only_the_public_api() -> None:
+    for path in ("firmware/main.py", "firmware/regtoken/aio.py", "examples/sensor_app.py"):
+        used = attributes_used_on(path, "r")
+        assert used and used <= PUBLIC, (path, used - PUBLIC)
+
+
+def test_the_refresher_shows_no_other_public_name() -> None:
+    seam = {"cfg", "http", "clock", "rand", "log", "store", "rec"}  # internal, see COMMON
+    shown = {n for n in dir(regtoken.Refresher) if not n.startswith("_")}
+    assert shown <= PUBLIC, shown - PUBLIC
+    r = regtoken.Refresher(regtoken.validate({"api_url": "http://x", "store_dir": "/nonexistent"}),
+                           log=lambda line: None)
+    instance = {n for n in vars(r) if not n.startswith("_")}
+    assert instance <= PUBLIC | seam, instance - PUBLIC - seam
+
+
+def test_exports() -> None:
+    assert "open" not in regtoken.__all__  # `from regtoken import *` must not hide open()
+    assert callable(regtoken.open)
+    assert regtoken.ConfigError is error.ConfigError
+    for name in regtoken.__all__:
+        assert hasattr(regtoken, name), name
+    # ConfigError's module imports nothing: nothing in the package imports upward for it
+    tree = ast.parse(open(os.path.join(ROOT, "firmware", "regtoken", "error.py")).read())
+    assert not [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    for name in os.listdir(os.path.join(ROOT, "firmware", "regtoken")):
+        if name.endswith(".py") and name != "__init__.py":
+            src = open(os.path.join(ROOT, "firmware", "regtoken", name)).read()
+            assert "from . import ConfigError" not in src and "from . import Config" not in src

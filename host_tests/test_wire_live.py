@@ -1,0 +1,113 @@
+# Tier 2: regtoken.wire on the real interpreter (probes/wire_stream.py) against a real
+# server on loopback that
+# answers exactly as scripted: CDN-sized headers, a header flood, a keep-alive server that
+# never closes, chunked, an IPv6 literal URL; and a DNS failure that names the host.
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+from typing import Any
+
+import pytest
+from conftest import probe
+
+TOKEN = b'{"registrationToken": "abc", "expirationTime": null}'
+def cdn(total: int) -> bytes:
+    out = b""
+    while len(out) < total:
+        out += b"Set-Cookie: s=" + b"x" * 1200 + b"\r\nContent-Security-Policy: " + \
+            b"y" * 2000 + b"\r\n"
+    return out
+
+
+ANSWERS = {
+    "/cdn": b"HTTP/1.1 201 Created\r\n" + cdn(7 * 1024) + b"Content-Length: %d\r\n\r\n"
+            % len(TOKEN) + TOKEN,
+    "/flood": b"HTTP/1.1 201 Created\r\n" + cdn(64 * 1024) + b"\r\n" + TOKEN,
+    "/keepalive": b"HTTP/1.1 201 Created\r\nConnection: keep-alive\r\nContent-Length: %d\r\n"
+                  b"\r\n" % len(TOKEN) + TOKEN,
+    "/chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n" % len(TOKEN)
+                + TOKEN + b"\r\n0\r\n\r\n",
+}
+
+
+class Server:
+    """Reads a request head, sends the scripted answer for its path, and keeps the
+    connection open (as a keep-alive server does) until the client closes it."""
+
+    def __init__(self, family: int = socket.AF_INET, host: str = "127.0.0.1") -> None:
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.bind((host, 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.done = False
+        self.heads: list[bytes] = []
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self) -> None:
+        while not self.done:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.one, args=(conn,), daemon=True).start()
+
+    def one(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(20)
+            data = b""
+            try:
+                while b"\r\n\r\n" not in data:
+                    more = conn.recv(4096)
+                    if not more:
+                        return
+                    data += more
+                self.heads.append(data)
+                path = data.split(b" ")[1].decode()
+                conn.sendall(ANSWERS.get(path, b"HTTP/1.1 404 Not Found\r\n\r\n"))
+                conn.recv(1)  # until the client closes (or the timeout)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.done = True
+        self.sock.close()
+
+
+def run(micropython: str, tmp_path: Any, urls: list[str]) -> tuple[list[str], list[int]]:
+    p = subprocess.run([micropython, probe("wire_stream"), *urls], capture_output=True,
+                       text=True, timeout=120)
+    cases = [ln.split(" ", 2)[1:] for ln in p.stdout.splitlines() if ln.startswith("CASE")]
+    assert p.returncode == 0 and len(cases) == len(urls), p.stdout + p.stderr
+    return [c[1] for c in cases], [int(c[0]) for c in cases]
+
+
+def test_streaming_answers_on_the_real_interpreter(micropython: str, tmp_path: Any) -> None:
+    srv = Server()
+    try:
+        base = "http://127.0.0.1:%d" % srv.port
+        out, ms = run(micropython, tmp_path, [base + p for p in ANSWERS])
+    finally:
+        srv.close()
+    got = dict(zip(ANSWERS, out))
+    assert got["/cdn"] == "OK 201 content-length %d" % len(TOKEN), got
+    assert got["/flood"].startswith("ERR OSError") and "headers too long" in got["/flood"]
+    assert got["/keepalive"] == "OK 201 content-length %d" % len(TOKEN), got
+    assert ms[2] < 3000, "the keep-alive answer waited for the deadline: %d ms" % ms[2]
+    assert got["/chunked"] == "OK 200 transfer-encoding %d" % len(TOKEN), got
+
+
+def test_ipv6_literal_url_and_a_dns_failure(micropython: str, tmp_path: Any) -> None:
+    try:
+        srv = Server(socket.AF_INET6, "::1")
+    except OSError as e:
+        pytest.skip("no IPv6 loopback here: %s" % e)
+    try:
+        out, _ = run(micropython, tmp_path, ["http://[::1]:%d/cdn" % srv.port,
+                                             "http://no-such-host.invalid/x"])
+    finally:
+        srv.close()
+    assert out[0] == "OK 201 content-length %d" % len(TOKEN), out
+    assert b"\r\nHost: [::1]:%d\r\n" % srv.port in srv.heads[0]  # brackets kept
+    assert out[1].startswith("ERR OSError") and "no-such-host.invalid" in out[1], out
