@@ -49,16 +49,18 @@ def validate(raw, name="config"):
             raise bad("initial_expiration", "must be an RFC 3339 date-time or null")
     for k, rule in RULES.items():
         v = cfg[k]
-        if v not in rule if type(rule) is tuple else \
-                (v is not None or DEFAULTS[k] is not None) and not isinstance(v, rule):
-            raise bad(k, "must be %s" % (rule if type(rule) is tuple else
-                                          "a string" if rule is str else "a JSON object",))
+        if type(rule) is tuple:
+            if v not in rule:
+                w = ['"%s"' % c if isinstance(c, str) else str(c).lower() for c in rule]
+                raise bad(k, "must be %s or %s" % (", ".join(w[:-1]), w[-1]))
+        elif (v is not None or DEFAULTS[k] is not None) and not isinstance(v, rule):
+            raise bad(k, "must be " + ("a string" if rule is str else "a JSON object"))
     d = cfg["device_id"]
     if d is not None and not (isinstance(d, str) and 3 < len(d) < 91 and all(
             c.isalpha() and c < "{" or "/" < c < ":" or c in "-_." for c in d)):
         raise bad("device_id", "must be 4 to 90 characters of 0-9 a-z A-Z - _ .")
     if https and cfg["tls_verify"] and not cfg["ca_file"]:
-        raise bad("ca_file", "is required for https (or set tls_verify to false)")
+        raise bad("ca_file", "is required for an https api_url (or set tls_verify to false)")
     w = cfg["wifi"]
     if w and not (isinstance(w.get("ssid"), str) and isinstance(w.get("password", ""), str)):
         raise bad("wifi", 'must be {"ssid": "...", "password": "..."}')
