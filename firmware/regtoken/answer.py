@@ -17,41 +17,28 @@ SERVER = "server"  # any other status: 5xx, 429, proxies
 
 
 def valid_token(t):
-    if not isinstance(t, str) or not 0 < len(t) <= MAX_TOKEN:
-        return False
-    for c in t:
-        if not "!" <= c <= "~":  # printable ASCII, no spaces: it goes into JSON and headers
-            return False
-    return True
-
-
-def token_object(body):
-    """(token, exp) from a token object; exp is Unix seconds or None (never expires)."""
-    try:
-        obj = json.loads(body)
-    except (ValueError, TypeError, UnicodeError):
-        raise ValueError("not JSON")
-    if not isinstance(obj, dict) or not valid_token(obj.get("registrationToken")) or \
-            "expirationTime" not in obj:
-        raise ValueError("no valid token object")
-    return obj["registrationToken"], rfc3339(obj["expirationTime"])
+    # printable ASCII, no spaces: it goes into JSON and headers
+    return isinstance(t, str) and 0 < len(t) <= MAX_TOKEN and all("!" <= c <= "~" for c in t)
 
 
 def retry_after(headers, now):
     v = (headers.get("retry-after") or "").strip()
-    if not v:
-        return 0
     s = int(v) if v.isdigit() else (http_date(v) or now) - now
     return min(max(s, 0), MAX_RETRY_AFTER)
 
 
 def classify(status, headers, body, now):
-    """-> (outcome, token, exp, retry_after_s, why). `headers` has lower-case names."""
+    """-> (outcome, token, exp, retry_after_s, why). `headers` has lower-case names; exp
+    is Unix seconds or None (the token never expires)."""
     if status in (200, 201):
         try:
-            token, exp = token_object(body)
-        except ValueError as e:
-            return GARBAGE, None, None, 0, "%d with %s" % (status, e)
+            obj = json.loads(body)
+            token = obj["registrationToken"]
+            if not valid_token(token):
+                raise ValueError
+            exp = rfc3339(obj["expirationTime"])
+        except Exception:  # not JSON, not an object, a key missing or bad: all garbage
+            return GARBAGE, None, None, 0, "%d without a valid token object" % status
         return (ROTATED if status == 201 else RECOVERED), token, exp, 0, str(status)
     kind = {403: FORBIDDEN, 410: GONE, 412: THROTTLED}.get(status, SERVER)
     return kind, None, None, retry_after(headers, now), "HTTP %d" % status
