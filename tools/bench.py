@@ -657,6 +657,23 @@ def idle_section(res: dict[str, Any], plan: Plan) -> list[str]:
          "idle wake-ups (max)"], rows)
 
 
+BEFORE = os.path.join(ROOT, "docs", "benchmarks-before.json")
+
+
+def before_section(rows: list[Row]) -> list[str]:
+    """The budget rows beside the figures measured before issue 10 (docs/benchmarks-before.json,
+    written once from that run)."""
+    if not os.path.exists(BEFORE):
+        return []
+    with open(BEFORE) as f:
+        doc = json.load(f)
+    old = doc["rows"]
+    return ["## Before and after issue 10", "", doc["what"] + ".", ""] + table(
+        ["measure", "before", "now", "target"],
+        [[r.label, num(old[r.key]), num(r.firmware), "≤ " + num(r.target) if r.target else ""]
+         for r in rows if r.key in old])
+
+
 # ---------------------------------------------------------------- targets missed
 
 
@@ -804,7 +821,8 @@ def report(res: dict[str, Any], plan: Plan, meta: dict[str, Any], rows: list[Row
             " (requests, token.json overwritten in place, sleep half the lifetime)", "",
             "![firmware vs baseline](benchmarks.png)", "", "## Summary", "",
             "Ratio: firmware ÷ baseline. Targets apply to the firmware.", ""]
-    body = (summary_table(rows) + targets_section(res, rows) + heap_section(res)
+    body = (summary_table(rows) + before_section(rows) + targets_section(res, rows)
+            + heap_section(res)
             + code_section(res) + flash_section(res, plan) + wire_section(res)
             + idle_section(res, plan))
     return "\n".join(head + body) + "\n" + METHOD
