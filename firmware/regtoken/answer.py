@@ -21,6 +21,19 @@ def valid_token(t):
     return isinstance(t, str) and 0 < len(t) <= MAX_TOKEN and all("!" <= c <= "~" for c in t)
 
 
+def token_object(body):
+    """(token, exp) from a token object, exp Unix seconds or None (never expires);
+    ValueError for anything else: not JSON, not an object, a key missing or bad."""
+    try:
+        obj = json.loads(body)
+        token, exp = obj["registrationToken"], rfc3339(obj["expirationTime"])
+    except Exception:
+        token = None
+    if not valid_token(token):
+        raise ValueError("no valid token object")
+    return token, exp
+
+
 def retry_after(headers, now):
     v = (headers.get("retry-after") or "").strip()
     s = int(v) if v.isdigit() else (http_date(v) or now) - now
@@ -32,12 +45,8 @@ def classify(status, headers, body, now):
     is Unix seconds or None (the token never expires)."""
     if status in (200, 201):
         try:
-            obj = json.loads(body)
-            token = obj["registrationToken"]
-            if not valid_token(token):
-                raise ValueError
-            exp = rfc3339(obj["expirationTime"])
-        except Exception:  # not JSON, not an object, a key missing or bad: all garbage
+            token, exp = token_object(body)
+        except ValueError:
             return GARBAGE, None, None, 0, "%d without a valid token object" % status
         return (ROTATED if status == 201 else RECOVERED), token, exp, 0, str(status)
     kind = {403: FORBIDDEN, 410: GONE, 412: THROTTLED}.get(status, SERVER)

@@ -9,7 +9,8 @@ DEFAULTS = {"initial_token": None, "provisioning_token": None, "ca_file": None,
             "backoff_max_s": 240, "store_dir": "", "transport": "wire", "sleep": "none",
             "led": None, "reprovision": False, "device_id": None}
 # key: the values allowed (a tuple), or the type (None allowed unless the default is set)
-RULES: dict = {"tls_verify": (True, False), "reprovision": (True, False), "transport": ("wire", "urequests"),
+RULES: dict = {"tls_verify": (True, False), "reprovision": (True, False),
+               "transport": ("wire", "urequests"),
                "sleep": ("none", "light", "deep"), "ca_file": str, "store_dir": str,
                "led": dict, "wifi": dict}
 

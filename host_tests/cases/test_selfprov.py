@@ -58,7 +58,7 @@ def op(n=1, life=600, now=T0):
 def test_zero_touch_first_boot_inits_polls_and_commits():
     rig = zero_touch(op(), (202, {}, b""), (202, {}, b""), issued(tok(1), iso(T0 + DAY), 200))
     assert rig.r.state == PROVISIONING and rig.r.due_in() == 0 and rig.r.token is None
-    assert rig.states == []  # set while opening, before any callback could be registered
+    assert rig.states == [PROVISIONING]  # on_state reports the current state at once
     rig.r.step()
     method, url, body, headers = rig.http.calls[0]
     assert method == "POST" and url == "http://device-api.test/provisioning-operations/init"
@@ -69,7 +69,7 @@ def test_zero_touch_first_boot_inits_polls_and_commits():
     assert len(rig.codes_logged()) == 1 and "verification code: CODE-0001" in rig.codes_logged()[0]
     st = rig.r.status()
     assert st["state"] == PROVISIONING and st["verification_code"] == "CODE-0001"
-    assert st["operation_expires"] == T0 + 600 and st["token"] == "<none>"
+    assert st["operation_expires"] == T0 + 600 and st["token"] is None
     assert rig.stored().due == OP  # the operation survives a restart
     assert rig.r.due_in() >= 5  # backoff_min_s after the previous provisioning call
     rig.run_until_due()
@@ -80,7 +80,7 @@ def test_zero_touch_first_boot_inits_polls_and_commits():
     assert rig.http.calls[3][3]["Authorization"] == "DeviceToken prov-secret"
     assert rig.r.state == HEALTHY and rig.r.token == tok(1) == rig.stored().token
     assert rig.stored().due > 0 and rig.r.expires == T0 + DAY
-    assert rig.tokens == [tok(1)] and rig.states == [HEALTHY]
+    assert rig.tokens == [tok(1)] and rig.states == [PROVISIONING, HEALTHY]
     assert rig.r.status()["verification_code"] is None
     assert len(rig.codes_logged()) == 1
     # then refreshed on the usual schedule, with the provisioned token
@@ -265,13 +265,14 @@ def test_power_cut_at_every_write_never_loses_or_presents_a_revoked_token():
         rig.fs.cut_after = cut
         lost = False
         try:
-            while rig.r.counts["rotations"] < 2:
+            while rig.r.status()["counts"]["rotations"] < 2:
                 rig.run_until_due()
         except PowerLost:
             lost = True
         rig.fs.cut_after = None
         again = rig.restart(*[platform] * 20)
-        while again.r.counts["rotations"] < 2 - (not lost) * 2 or again.r.state != HEALTHY:
+        while again.r.status()["counts"]["rotations"] < 2 - (not lost) * 2 or \
+                again.r.state != HEALTHY:
             again.run_until_due()
         assert again.r.token in platform.valid and again.stored().token == again.r.token, cut
         assert platform.bad == 0, cut
@@ -285,12 +286,12 @@ def test_deep_sleep_keeps_the_poll_wait():
     rig = zero_touch(op(1), (202, {}, b""), (202, {}, b""), rnd=0.0)
     rig.r.step()
     rig.run_until_due()
-    saved, next_at, wait = rig.r.suspend(), rig.r.next_at, rig.r.wait
+    saved, next_at, wait = rig.r.suspend(), rig.r._next, rig.r._wait
     woken = rig.restart((202, {}, b""))
     woken.r.resume(saved)
-    assert woken.r.state == PROVISIONING and woken.r.next_at == next_at and woken.r.wait == wait
+    assert woken.r.state == PROVISIONING and woken.r._next == next_at and woken.r._wait == wait
     woken.run_until_due()
-    assert woken.r.wait > wait
+    assert woken.r._wait > wait
 
 
 def test_full_flash_keeps_the_provisioned_token_in_ram_and_retries():
