@@ -37,7 +37,7 @@ clean: ## remove the venv and caches
 
 # ---- try it on this machine: the reference server alone, or with a unix-port board ----
 server: $(VENV)/.ok ## run the reference server (LIFETIME=, GRACE=, OP_LIFETIME=, TLS=1, HOST=, PORT=)
-	$(BIN)/python tools/refserver.py serve --host $(or $(HOST),127.0.0.1) \
+	PYTHONPATH=tools $(BIN)/python -m refserver serve --host $(or $(HOST),127.0.0.1) \
 	  --port $(or $(filter-out /% COM%,$(PORT)),8080) \
 	  --lifetime $(or $(LIFETIME),60) --grace $(or $(GRACE),30) $(if $(TLS),--tls --lan) \
 	  $(if $(OP_LIFETIME),--op-lifetime $(OP_LIFETIME))
@@ -46,13 +46,13 @@ server: $(VENV)/.ok ## run the reference server (LIFETIME=, GRACE=, OP_LIFETIME=
 # refserver.sqlite3 as `make server` uses): CODE is what the device logged.
 .PHONY: approve cancel operations
 approve: $(VENV)/.ok ## approve a device's provisioning operation: CODE=<verification code or id>
-	@$(BIN)/python tools/refserver.py approve "$(CODE)" --db $(or $(DB),refserver.sqlite3)
+	@PYTHONPATH=tools $(BIN)/python -m refserver approve "$(CODE)" --db $(or $(DB),refserver.sqlite3)
 
 cancel: $(VENV)/.ok ## cancel a device's provisioning operation: CODE=<verification code or id>
-	@$(BIN)/python tools/refserver.py cancel "$(CODE)" --db $(or $(DB),refserver.sqlite3)
+	@PYTHONPATH=tools $(BIN)/python -m refserver cancel "$(CODE)" --db $(or $(DB),refserver.sqlite3)
 
 operations: $(VENV)/.ok ## list the server's provisioning operations and their codes
-	@$(BIN)/python tools/refserver.py operations --db $(or $(DB),refserver.sqlite3)
+	@PYTHONPATH=tools $(BIN)/python -m refserver operations --db $(or $(DB),refserver.sqlite3)
 
 run: $(VENV)/.ok ## server + unix board rotating the token live (ROTATIONS=N stops after N)
 	$(BIN)/python tools/run_demo.py --rotations $(ROTATIONS)

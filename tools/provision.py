@@ -8,8 +8,8 @@ Values, later ones winning:
   1. --from FILE: a JSON object with config.json's keys; its "ca_file" is a local path
      (relative to FILE), and "wifi" is {"ssid": ..., "password": ...};
   2. --token-file FILE: a token object {"registrationToken": ..., "expirationTime": ...}
-     as `python tools/refserver.py mint --out FILE` prints it: initial_token and
-     initial_expiration;
+     as `PYTHONPATH=tools python -m refserver mint --out FILE` prints it: initial_token
+     and initial_expiration;
   3. environment variables (make passes its command-line variables this way, so secrets
      stay off the command line): API_URL, INITIAL_TOKEN, INITIAL_EXPIRATION,
      PROVISIONING_TOKEN, CA_FILE, TLS_VERIFY, WIFI_SSID, WIFI_PASSWORD, TIMEOUT_S,

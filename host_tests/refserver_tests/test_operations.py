@@ -1,4 +1,4 @@
-"""The reference server's provisioning operations (tools/refserver.py, CPython): init,
+"""The reference server's provisioning operations (tools/refserver/operations.py): init,
 complete, and the operator's approve / cancel by code or id (API, control API and CLI).
 Tokens are compared by digest; nothing here prints a whole token."""
 
@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import datetime
 import json
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import refserver
 from refserver import RefServer
-from test_refserver import SCRIPT, Resp, Tok, control, put, request
+
+from refserver_tests.client import Resp, Tok, control, put, request, run_cli
 
 SECRET = "prov-secret"
 INIT = refserver.INIT_PATH
@@ -41,19 +40,6 @@ def init(srv: RefServer, device_id: str | None = "dev-0001") -> dict[str, Any]:
 
 def complete(srv: RefServer, op: dict[str, Any]) -> Resp:
     return call(srv, COMPLETE, {"provisioningOperationId": op["provisioningOperationId"]})
-
-
-@pytest.fixture
-def make_server() -> Iterator[Callable[..., RefServer]]:
-    servers: list[RefServer] = []
-
-    def make(**kwargs: Any) -> RefServer:
-        servers.append(RefServer(log=None, **kwargs))
-        return servers[-1].start()
-
-    yield make
-    for srv in servers:
-        srv.close()
 
 
 @pytest.fixture
@@ -158,18 +144,13 @@ def test_operations_live_in_sqlite_and_the_cli_approves_them(
     srv.close()
     srv = make_server(db=db, device_token=SECRET)  # a restarted server knows the operation
     assert complete(srv, op).status == 202
-    run = [sys.executable, SCRIPT]
-    p = subprocess.run(run + ["approve", op["verificationCode"], "--db", db],
-                       capture_output=True, text=True, timeout=60)
+    p = run_cli("approve", op["verificationCode"], "--db", db)
     assert p.returncode == 0 and "approved" in p.stdout, p.stderr
     tok = Tok(**{"value": complete(srv, op).json()["registrationToken"], "expiration": None})
     assert tok.sha in {r["sha256"] for r in srv.lineage("dev-0001")}
-    p = subprocess.run(run + ["cancel", "NOPE-NOPE", "--db", db], capture_output=True,
-                       text=True, timeout=60)
+    p = run_cli("cancel", "NOPE-NOPE", "--db", db)
     assert p.returncode == 2 and "no provisioning operation" in p.stderr
-    p = subprocess.run(run + ["operations", "--db", db], capture_output=True, text=True,
-                       timeout=60)
+    p = run_cli("operations", "--db", db)
     assert op["verificationCode"] in p.stdout and "completions=1" in p.stdout
-    p = subprocess.run(run + ["cancel", op["verificationCode"], "--db", db],
-                       capture_output=True, text=True, timeout=60)
+    p = run_cli("cancel", op["verificationCode"], "--db", db)
     assert p.returncode == 0 and complete(srv, op).status == 410

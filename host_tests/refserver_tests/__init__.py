@@ -1,0 +1,1 @@
+# The reference server's tests (tools/refserver/), by capability; client.py talks to it.
