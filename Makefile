@@ -36,7 +36,7 @@ clean: ## remove the venv and caches
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
 
 # ---- try it on this machine: the reference server alone, or with a unix-port board ----
-server: $(VENV)/.ok ## run the reference server (LIFETIME=, GRACE=, OP_LIFETIME=, TLS=1, HOST=, PORT=)
+server: $(VENV)/.ok ## run the reference server, docs/refresh-api.md (LIFETIME=, GRACE=, OP_LIFETIME=, TLS=1, HOST=, PORT=)
 	PYTHONPATH=tools $(BIN)/python -m refserver serve --host $(or $(HOST),127.0.0.1) \
 	  --port $(or $(filter-out /% COM%,$(PORT)),8080) \
 	  --lifetime $(or $(LIFETIME),60) --grace $(or $(GRACE),30) $(if $(TLS),--tls --lan) \

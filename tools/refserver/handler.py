@@ -254,14 +254,22 @@ class Handler(BaseHTTPRequestHandler):
         answer = self._decide(token, body)
         self._deliver(answer, fault)
 
-    def _decide(self, token: str | None, body: bytes) -> Answer:
+    def _refused(self, path: str, status: int, outcome: str, detail: str) -> Answer | None:
+        """The checks every endpoint makes first: the DeviceToken, then the media type."""
         rec = self._record()
         if not self._authorized():
-            rec["outcome"] = "forbidden"
-            return problem(403, "missing or wrong DeviceToken", REFRESH_PATH)
+            rec["outcome"] = outcome
+            return problem(status, detail, path)
         if not media_type_ok(self.headers.get("Content-Type")):
             rec["outcome"] = "unsupported-media-type"
-            return problem(415, "send application/json", REFRESH_PATH)
+            return problem(415, "send application/json", path)
+        return None
+
+    def _decide(self, token: str | None, body: bytes) -> Answer:
+        rec = self._record()
+        refused = self._refused(REFRESH_PATH, 403, "forbidden", "missing or wrong DeviceToken")
+        if refused is not None:
+            return refused
         if token is None:
             rec["outcome"] = "bad-request"
             return problem(400, "body must be {\"registrationToken\": \"...\"}", REFRESH_PATH)
@@ -298,12 +306,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def _decide_provisioning(self, endpoint: str, path: str, body: bytes) -> Answer:
         rec = self._record()
-        if not self._authorized():
-            rec["outcome"] = "unauthorized"
-            return problem(401, "missing or wrong DeviceToken (the provisioning token)", path)
-        if not media_type_ok(self.headers.get("Content-Type")):
-            rec["outcome"] = "unsupported-media-type"
-            return problem(415, "send application/json", path)
+        refused = self._refused(path, 401, "unauthorized",
+                                "missing or wrong DeviceToken (the provisioning token)")
+        if refused is not None:
+            return refused
         doc = json_object(body)
         if not isinstance(doc, dict):
             rec["outcome"] = "bad-request"
