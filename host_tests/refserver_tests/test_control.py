@@ -26,7 +26,7 @@ from refserver_tests.client import (
 )
 
 
-def test_stats_count_wire_bytes_and_connections(srv: RefServer) -> None:
+def test_stats_count_socket_bytes_and_connections(srv: RefServer) -> None:
     t0 = as_tok(srv.mint())
     sent, received = [], []
     token = t0

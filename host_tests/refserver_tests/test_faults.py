@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 import pytest
 import refserver
-import refserver.handler
 from refserver import RefServer, sha256_hex
 
 from refserver_tests.client import (

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import refserver
-import refserver.handler
 from refserver import RefServer
 
 from refserver_tests.client import (

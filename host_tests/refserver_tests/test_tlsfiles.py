@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import refserver
-import refserver.handler
 from refserver import RefServer, make_tls_files, sha256_hex
 
 from refserver_tests.client import (
@@ -37,7 +36,7 @@ def test_tls_with_the_local_ca(make_server: Callable[..., RefServer], tmp_path: 
     resp = put(srv, t0, ctx=client_context(files.ca_der))
     assert resp.status == 201
     rec = srv.stats()["requests"][0]
-    # Wire bytes: the handshake and TLS records are counted, not just the HTTP text.
+    # Bytes at the socket: the handshake and TLS records are counted, not just the HTTP text.
     assert rec["bytes_in"] > req_len + 200 and rec["bytes_out"] > len(resp.body) + 400
 
     # A second start reuses the CA, so devices provisioned with ca.der keep working.
