@@ -30,7 +30,7 @@ from refserver.answers import GARBAGE_KINDS
 from refserver.handler import COMPLETE_PATH, INIT_PATH, REFRESH_PATH, is_loopback
 from refserver.operations import OperationError
 from refserver.server import RefServer
-from refserver.tlsfiles import ServerTls, ensure_tls, make_tls_files
+from refserver.tlsfiles import ensure_tls, make_tls_files
 from refserver.tokens import new_token, redact, sha256_hex
 
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
     "REFRESH_PATH",
     "OperationError",
     "RefServer",
-    "ServerTls",
     "ensure_tls",
     "is_loopback",
     "make_tls_files",
