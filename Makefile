@@ -133,3 +133,10 @@ bench: $(VENV)/.ok ## firmware vs naive script on the unix port -> docs/benchmar
 .PHONY: fleet
 fleet: $(VENV)/.ok ## 10,000 real Refreshers vs a simulated server -> docs/fleet.md, .png (FLEET_ARGS=--help)
 	PYTHONPATH=tools $(BIN)/python -m fleet $(FLEET_ARGS)
+
+
+# ---- packaging for your own firmware: mip index, ROMFS image (README) ----
+.PHONY: dist
+
+dist: $(VENV)/.ok ## static mip index in build/mip/ (.mpy + .py, micropython-lib's layout)
+	@$(BIN)/python tools/dist.py --out build/mip
