@@ -136,7 +136,13 @@ fleet: $(VENV)/.ok ## 10,000 real Refreshers vs a simulated server -> docs/fleet
 
 
 # ---- packaging for your own firmware: mip index, ROMFS image (README) ----
-.PHONY: dist
+.PHONY: dist romfs romfs-deploy
 
 dist: $(VENV)/.ok ## static mip index in build/mip/ (.mpy + .py, micropython-lib's layout)
 	@$(BIN)/python tools/dist.py --out build/mip
+
+romfs: $(VENV)/.ok ## the package as a ROMFS image: build/romfs/regtoken-BOARD.romfs
+	@$(BIN)/python tools/romfs.py --board "$(BOARD)"
+
+romfs-deploy: $(VENV)/.ok ## write that image to the board's ROMFS partition (custom firmware only)
+	@$(BIN)/python tools/romfs.py $(BOARD_ARGS) --deploy

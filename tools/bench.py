@@ -30,11 +30,13 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, TOOLS)
 from refserver import RefServer, make_tls_files  # noqa: E402
+from romfs import image as romfs_image  # noqa: E402
 from unixboard import (  # noqa: E402
     FIRMWARE,
     ROOT,
@@ -283,12 +285,8 @@ def board_probe(plan: Plan, who: str, args: list[str], lifetime: float,
 
 
 def romfs(board_dir: str) -> None:
-    """regtoken.romfs in board_dir: the compiled package as a ROMFS image (mpremote)."""
-    src = os.path.join(board_dir, "romsrc")
-    shutil.copytree(os.path.join(board_dir, "regtoken"), os.path.join(src, "regtoken"))
-    subprocess.run([tool("mpremote"), "romfs", "--no-mpy", "-o",
-                    os.path.join(board_dir, "regtoken.romfs"), "build", src],
-                   check=True, capture_output=True)
+    """regtoken.romfs in board_dir: the compiled package as a ROMFS image (`make romfs`'s)."""
+    romfs_image(Path(board_dir) / "regtoken", Path(board_dir) / "regtoken.romfs")
 
 
 def heap(plan: Plan, who: str) -> dict[str, Any]:
