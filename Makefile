@@ -78,8 +78,8 @@ flash: $(VENV)/.ok ## erase + write MicroPython: FIRMWARE=<.bin/.uf2> [DRY_RUN=1
 	@$(BIN)/python tools/flash.py $(BOARD_ARGS) --firmware "$(FIRMWARE)" --mount "$(MOUNT)" \
 	  $(if $(call boards_on,$(DRY_RUN)),--dry-run)
 
-deploy: $(VENV)/.ok ## mpy-cross firmware/ into build/BOARD/, copy what changed onto the board
-	@$(BIN)/python tools/deploy.py $(BOARD_ARGS)
+deploy: $(VENV)/.ok ## mpy-cross firmware/ into build/BOARD/, copy what changed (LIB_ONLY=1: no main.py)
+	@$(BIN)/python tools/deploy.py $(BOARD_ARGS) $(if $(call boards_on,$(LIB_ONLY)),--lib-only)
 
 provision: $(VENV)/.ok ## config.json + CA onto the board: API_URL= TOKEN_FILE= [PROVISION=] [FORCE=1]
 	@$(BIN)/python tools/provision.py $(BOARD_ARGS) \

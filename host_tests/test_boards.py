@@ -299,6 +299,16 @@ def test_deploy_build_compiles_all_but_main(tmp_path: Path) -> None:
     assert (tmp_path / "regtoken" / "store.mpy").read_bytes()[:2] == b"M\x06"  # mpy v6
 
 
+def test_deploy_build_lib_only_leaves_main_out(tmp_path: Path) -> None:
+    built = deploy.build(boards.load("esp32"), tmp_path, lib_only=True)
+    modules = sorted(p.name for p in (ROOT / "firmware" / "regtoken").glob("*.py"))
+    assert sorted(built) == ["regtoken/%s.mpy" % m[:-3] for m in modules]
+    assert not (tmp_path / "main.py").exists()
+    # a user's main.py on the board is not ours to touch or remove
+    plan = deploy.plan(built, {"main.py": "theirs", "boot.py": "b", "regtoken/": ""})
+    assert "main.py" not in plan.copy + plan.remove and plan.remove == []
+
+
 # ---------------------------------------------------------------- mip and freezing
 
 

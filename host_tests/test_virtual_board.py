@@ -112,6 +112,17 @@ def test_deployed_mpy_imports_on_the_board(vboard: VirtualBoard) -> None:
     assert "regtoken/__init__.mpy" in out
 
 
+def test_deploy_lib_only_keeps_the_users_main(vboard: VirtualBoard) -> None:
+    own = "import regtoken\nprint('my app uses', regtoken.__name__)\n"
+    (vboard.root / "main.py").write_text(own)
+    p = make("deploy", *on(vboard, "LIB_ONLY=1"))
+    assert p.returncode == 0 and "copy      main.py" not in p.stdout
+    assert "up to date (%d files)" % len(MODULES) in p.stdout
+    assert (vboard.root / "main.py").read_text() == own
+    out = board_exec(vboard, "exec(open('main.py').read())")
+    assert "my app uses regtoken" in out
+
+
 def test_mip_installs_from_the_local_package_json(vboard: VirtualBoard) -> None:
     remote(vboard).run("mip", "install", "--target", "lib", str(ROOT / "package.json"))
     for name in MODULES:

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Deploy firmware/ to a board: compile to .mpy, copy what changed, drop stale files.
 
-    python tools/deploy.py --board esp32 --port /dev/ttyUSB0 [--build-only]
+    python tools/deploy.py --board esp32 --port /dev/ttyUSB0 [--build-only] [--lib-only]
 
 1. Every module under firmware/ is compiled with mpy-cross for the board's architecture
    into build/<board>/ (main.py stays source: MicroPython only runs main.py at boot).
+   --lib-only leaves main.py out: the package alone, beside your own main.py, which is
+   never touched.
 2. One program on the board (tools/onboard/hashes.py) reports the sha256 of every file we
    may touch.
 3. One mpremote call makes the missing folders, copies the files whose hash differs, and
@@ -58,12 +60,15 @@ def target_name(rel: str) -> str:
     return rel
 
 
-def build(board: Board, out: Path, src: Path = FIRMWARE) -> dict[str, str]:
+def build(board: Board, out: Path, src: Path = FIRMWARE, lib_only: bool = False
+          ) -> dict[str, str]:
     """Compile/copy firmware/ into out/ -> {board path: sha256}. out/ is made afresh, so
-    nothing stale from an earlier build can be deployed."""
+    nothing stale from an earlier build can be deployed. lib_only: the packages only."""
     shutil.rmtree(out, ignore_errors=True)
     built = {}
     for rel in sources(src):
+        if lib_only and "/" not in rel:
+            continue
         dest = out / target_name(rel)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.suffix == ".mpy":
@@ -133,8 +138,8 @@ def apply(remote: RemoteBoard, todo: DeployPlan, out: Path) -> None:
     remote.run(*cmd[:-1])
 
 
-def deploy(remote: RemoteBoard, out: Path) -> DeployPlan:
-    with private_build(remote.board, out) as (tmp, built):
+def deploy(remote: RemoteBoard, out: Path, lib_only: bool = False) -> DeployPlan:
+    with private_build(remote.board, out, lib_only) as (tmp, built):
         todo = plan(built, board_state(remote, built))
         for path in todo.copy:
             print("copy      %s" % path)
@@ -153,14 +158,15 @@ def deploy(remote: RemoteBoard, out: Path) -> DeployPlan:
 
 
 @contextlib.contextmanager
-def private_build(board: Board, out: Path) -> Iterator[tuple[Path, dict[str, str]]]:
+def private_build(board: Board, out: Path, lib_only: bool = False
+                  ) -> Iterator[tuple[Path, dict[str, str]]]:
     """Build into a fresh folder of our own, then show it as out/ (build/<board>/).
     Two deploys at once (two boards, or a test run beside a developer) each copy from
     their own files, never from a folder the other one is rebuilding."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".%s-" % board.name, dir=out.parent))
     try:
-        yield tmp, build(board, tmp)
+        yield tmp, build(board, tmp, lib_only=lib_only)
     finally:
         shutil.rmtree(out, ignore_errors=True)
         try:
@@ -174,15 +180,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--board", default="unix")
     ap.add_argument("--port", default="", help="serial port or pty (default: the board's)")
     ap.add_argument("--build-only", action="store_true", help="compile into build/<board>/ only")
+    ap.add_argument("--lib-only", action="store_true", help="the package only, without main.py")
     args = ap.parse_args(argv)
     try:
         board = load(args.board)
         out = ROOT / "build" / board.name
         if args.build_only:
-            with private_build(board, out) as (_, built):
+            with private_build(board, out, args.lib_only) as (_, built):
                 print("built %d files into %s" % (len(built), out.relative_to(ROOT)))
             return 0
-        deploy(RemoteBoard.open(board, args.port), out)
+        deploy(RemoteBoard.open(board, args.port), out, args.lib_only)
     except (BoardError, RemoteError) as e:
         print("error: %s" % e, file=sys.stderr)
         return 2
