@@ -17,6 +17,10 @@ help: ## list the targets
 setup: $(VENV)/.ok ## create .venv with the pinned host tools (idempotent)
 
 $(VENV)/.ok: requirements-dev.txt
+	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "make: the host tools need Python 3.11 or newer; $(PY) is" \
+	    "$$($(PY) -V 2>/dev/null || echo 'not found'). Install one (python.org, or the OS's" \
+	    "packages) and run e.g. make PY=python3.13 test" >&2; exit 1; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
