@@ -18,7 +18,8 @@ from typing import Any
 
 import dist
 import pytest
-from rig import Rig, sha
+from conftest import probe
+from rig import LiveRig, sha
 
 ROOT = Path(__file__).resolve().parent.parent
 INDEX = ROOT / "build" / "mip"
@@ -113,12 +114,12 @@ def served(index: Path) -> Iterator[Served]:
 
 
 def mip_install(micropython: str, board: Path, url: str, dist_name: str) -> str:
-    shutil.copy(ROOT / "host_tests" / "mp_mip_install.py", board)
-    p = subprocess.run([micropython, "mp_mip_install.py", url, dist_name], cwd=board,
+    shutil.copy(probe("mip_install"), board)
+    p = subprocess.run([micropython, "mip_install.py", url, dist_name], cwd=board,
                        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
                        env={**os.environ, "MICROPYPATH": lib_path(board)})
     assert p.returncode == 0, p.stdout + p.stderr
-    (board / "mp_mip_install.py").unlink()
+    (board / "mip_install.py").unlink()
     return p.stdout
 
 
@@ -139,7 +140,7 @@ def test_mip_installs_the_source_distribution(micropython: str, served: Served,
 def test_mip_installs_mpy_and_the_firmware_rotates_on_it(micropython: str, served: Served,
                                                          tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    rig = Rig(tmp_path, micropython, lifetime=4.0, grace=30.0)
+    rig = LiveRig(tmp_path, micropython, lifetime=4.0, grace=30.0)
     try:
         board = Path(rig.dir)
         shutil.rmtree(board / "regtoken")  # the board holds main.py and config.json only

@@ -11,8 +11,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import probe
 from mpremote.romfs import VfsRomWriter  # type: ignore[import-untyped]
-from rig import Rig, sha
+from rig import LiveRig, sha
 from virtual_board import VirtualBoard
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,13 +44,13 @@ def test_image_is_romfs_and_holds_the_compiled_package(image: Path) -> None:
 
 def test_the_unix_port_mounts_it_imports_from_rom_and_rotates(image: Path, micropython: str,
                                                               tmp_path: Path) -> None:
-    rig = Rig(tmp_path, micropython)
+    rig = LiveRig(tmp_path, micropython)
     try:
         board = Path(rig.dir)
         shutil.rmtree(board / "regtoken")  # only the image holds the package
         shutil.copy(image, board / "regtoken.romfs")
-        shutil.copy(ROOT / "host_tests" / "mp_romfs_boot.py", board)
-        p = subprocess.run([micropython, "mp_romfs_boot.py", "regtoken.romfs",
+        shutil.copy(probe("romfs_boot"), board)
+        p = subprocess.run([micropython, "romfs_boot.py", "regtoken.romfs",
                             str(ROOT / "tools")], cwd=board, capture_output=True, text=True,
                            timeout=300, stdin=subprocess.DEVNULL)
         assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]

@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from boardctl import Remote, RemoteError, mpremote
+from boardctl import RemoteBoard, RemoteError, mpremote
 from deploy import build as compile_firmware
 
 from boards import ROOT, BoardError, load
@@ -59,7 +59,7 @@ def build(board_name: str, out: Path | None = None) -> Path:
     return out
 
 
-def deploy(remote: Remote, img: Path) -> None:
+def deploy(remote: RemoteBoard, img: Path) -> None:
     print(remote.run("romfs", "deploy", str(img)).strip())
     listing = remote.run("fs", "ls", ":")
     if any(line.split()[-1:] == [PACKAGE + "/"] for line in listing.splitlines()):
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         img = build(args.board, args.out)
         if args.deploy:
-            deploy(Remote.open(load(args.board), args.port), img)
+            deploy(RemoteBoard.open(load(args.board), args.port), img)
     except (BoardError, RemoteError) as e:
         print("error: %s" % e, file=sys.stderr)
         return 2

@@ -3,7 +3,7 @@
 # package from it, and rotate the token once with the config.json beside this file.
 # test_romfs.py copies it into a board directory that has no regtoken/ of its own:
 #
-#   micropython mp_romfs_boot.py IMAGE TOOLS_DIR
+#   micropython romfs_boot.py IMAGE TOOLS_DIR
 import sys
 import time
 

@@ -2,7 +2,7 @@
 # test_dist.py copies it into a board directory whose sys.path (MICROPYPATH) holds
 # <board>/lib, the folder mip picks as a board's /lib, and runs
 #
-#   micropython mp_mip_install.py http://127.0.0.1:PORT mpy|py
+#   micropython mip_install.py http://127.0.0.1:PORT mpy|py
 #
 # then prints where `import regtoken` found the package.
 import sys
