@@ -16,10 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import deploy
 import dist
 import pytest
+from boardctl import RemoteBoard
 from conftest import probe
 from rig import LiveRig, sha
+from virtual_board import VirtualBoard
+
+import boards
 
 ROOT = Path(__file__).resolve().parent.parent
 INDEX = ROOT / "build" / "mip"
@@ -65,10 +70,6 @@ def test_files_are_the_firmwares_own(index: Path, tmp_path: Path) -> None:
     for path, h in src:
         assert (index / "file" / h[:2] / h).read_bytes() == (ROOT / "firmware" / path).read_bytes()
     # the .mpy are what `make deploy` compiles (no native code: the same for every -march)
-    import deploy
-
-    import boards
-
     built = deploy.build(boards.load("esp32"), tmp_path / "esp32")
     for path, h in load(index / "package" / "6" / "regtoken" / "latest.json")["hashes"]:
         assert hashlib.sha256((index / "file" / h[:2] / h).read_bytes()).hexdigest() == built[path]
@@ -169,3 +170,17 @@ def test_mip_installs_mpy_and_the_firmware_rotates_on_it(micropython: str, serve
         rig.assert_no_leak()
     finally:
         rig.close()
+
+
+def test_mpremote_mip_installs_from_the_index_onto_a_board(micropython: str, served: Served,
+                                                           tmp_path: Path) -> None:
+    """The same index through mpremote, which fetches on the host and copies to the board."""
+    with VirtualBoard(tmp_path / "fs", tmp_path / "tty", micropython) as vb:
+        remote = RemoteBoard.open(boards.load("unix"), str(vb.tty))
+        remote.run("mip", "install", "--index", served.url, "--target", "lib", "regtoken")
+        out = remote.run("exec", "import sys; sys.path.append('lib'); import regtoken; "
+                                 "print('IMPORTED', regtoken.__file__)")
+    assert "IMPORTED lib/regtoken/__init__.mpy" in out
+    assert sorted(p.name for p in (tmp_path / "fs" / "lib" / "regtoken").iterdir()) == [
+        m[:-3] + ".mpy" for m in MODULES]
+    assert "/package/6/regtoken/latest.json" in served.paths
