@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import probe
-from mpremote.romfs import VfsRomWriter  # type: ignore[import-untyped]
+from mpremote.romfs import VfsRomWriter
 from rig import LiveRig, sha
 from virtual_board import VirtualBoard
 

@@ -7,7 +7,7 @@
 # then prints where `import regtoken` found the package.
 import sys
 
-import mip  # type: ignore[import-not-found]  # frozen into MicroPython
+import mip
 
 mip.install("regtoken", index=sys.argv[1], mpy=sys.argv[2] == "mpy")
 
