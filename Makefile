@@ -78,9 +78,9 @@ BOARD_ARGS = --board "$(BOARD)" --port "$(PORT)"
 boards: $(VENV)/.ok ## list the board folders (BOARD=<name> for the targets below)
 	@$(BIN)/python tools/boards.py list
 
-flash: $(VENV)/.ok ## erase + write MicroPython: FIRMWARE=<.bin/.uf2> [DRY_RUN=1] [MOUNT=<RPI-RP2>]
+flash: $(VENV)/.ok ## erase + write MicroPython: FIRMWARE=<.bin/.uf2> [DRY_RUN=1] [MOUNT=<RPI-RP2>] [BAUD=]
 	@$(BIN)/python tools/flash.py $(BOARD_ARGS) --firmware "$(FIRMWARE)" --mount "$(MOUNT)" \
-	  $(if $(call boards_on,$(DRY_RUN)),--dry-run)
+	  $(if $(call boards_on,$(DRY_RUN)),--dry-run) $(if $(BAUD),--baud "$(BAUD)")
 
 deploy: $(VENV)/.ok ## mpy-cross firmware/ into build/BOARD/, copy what changed (LIB_ONLY=1: no main.py)
 	@$(BIN)/python tools/deploy.py $(BOARD_ARGS) $(if $(call boards_on,$(LIB_ONLY)),--lib-only)

@@ -115,6 +115,16 @@ def test_flash_dry_run_prints_the_esptool_commands_and_checks_them(tmp_path: Pat
     ]
 
 
+def test_flash_baud_overrides_the_boards(tmp_path: Path) -> None:
+    fw = esp_image(tmp_path / "ESP32_GENERIC-v1.29.0.bin", chip_id=0)
+    p = make("flash", "BOARD=esp32", "PORT=/dev/ttyUSB7", "FIRMWARE=%s" % fw, "DRY_RUN=1",
+             "BAUD=115200")
+    assert p.returncode == 0, p.stderr
+    assert "--baud 115200 write-flash 0x1000" in p.stdout and "460800" not in p.stdout
+    p = make("flash", "BOARD=esp32", "FIRMWARE=%s" % fw, "DRY_RUN=1", "BAUD=fast")
+    assert p.returncode != 0 and "--baud: invalid int value: 'fast'" in p.stderr
+
+
 def test_flash_dry_run_for_s3_and_c3_writes_at_zero(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     for name, chip_id in (("esp32s3", 9), ("esp32c3", 5)):

@@ -56,13 +56,15 @@ def esptool() -> str:
     return str(found) if found.exists() else (shutil.which("esptool") or "esptool")
 
 
-def esptool_commands(board: Board, port: str, firmware: Path) -> list[list[str]]:
-    """The two commands, as MicroPython's download page gives them (v5 spellings)."""
+def esptool_commands(board: Board, port: str, firmware: Path, baud: int | None = None
+                     ) -> list[list[str]]:
+    """The two commands, as MicroPython's download page gives them (v5 spellings); baud:
+    the write's, board.json's unless given."""
     if board.chip is None or board.flash_offset is None:
         raise FlashError("board %s is not flashed with esptool" % board.name)
     base = [esptool(), "--chip", board.chip] + (["--port", port] if port else [])
     return [base + ["erase-flash"],
-            base + ["--baud", str(board.baud), "write-flash", "0x%x" % board.flash_offset,
+            base + ["--baud", str(baud or board.baud), "write-flash", "0x%x" % board.flash_offset,
                     str(firmware)]]
 
 
@@ -127,14 +129,15 @@ def check_image(board: Board, firmware: Path) -> list[str]:
     return warnings
 
 
-def flash_esp(board: Board, port: str, firmware: Path, dry_run: bool) -> None:
-    cmds = esptool_commands(board, port, firmware)
+def flash_esp(board: Board, port: str, firmware: Path, dry_run: bool,
+              baud: int | None = None) -> None:
+    cmds = esptool_commands(board, port, firmware, baud)
     for cmd in cmds:
         print(shlex.join(cmd))
     for cmd in cmds:
         obj = check_with_esptool(cmd)
-        baud = board.baud if "--baud" in cmd else obj.get("baud")
-        if (obj.get("chip"), obj.get("port") or "", obj.get("baud")) != (board.chip, port, baud):
+        want = (baud or board.baud) if "--baud" in cmd else obj.get("baud")
+        if (obj.get("chip"), obj.get("port") or "", obj.get("baud")) != (board.chip, port, want):
             raise FlashError("esptool parsed `%s` as chip %s, port %s, baud %s"
                              % (shlex.join(cmd), obj.get("chip"), obj.get("port"), obj.get("baud")))
     print("esptool accepts both commands (parsed by esptool itself; no port opened)")
@@ -175,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--firmware", default="", help="MicroPython .bin (ESP32) or .uf2 (Pico W)")
     ap.add_argument("--mount", default="", help="the RPI-RP2 drive of a Pico in BOOTSEL mode")
     ap.add_argument("--dry-run", action="store_true", help="print and check; touch nothing")
+    ap.add_argument("--baud", type=int, default=None, help="write speed (default: board.json's)")
     args = ap.parse_args(argv)
     try:
         board = load(args.board)
@@ -187,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         for warning in check_image(board, firmware):
             print(warning)
         if board.chip is not None:
-            flash_esp(board, args.port, firmware, args.dry_run)
+            flash_esp(board, args.port, firmware, args.dry_run, args.baud)
         else:
             flash_uf2(board, firmware, args.mount, args.dry_run)
     except (BoardError, FlashError) as e:
