@@ -121,8 +121,8 @@ def build(out: Path) -> dict[str, Any]:
 
 
 def publish(out: Path) -> dict[str, Any]:
-    """build() into a fresh folder beside out/, then put it in place in one rename: a server
-    already serving out/ never shows a half-written index."""
+    """build() into a fresh folder beside out/, then move it in place: a server already
+    serving out/ never shows a half-written index (at worst, for an instant, none)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".%s-" % out.name, dir=out.parent))
     try:

@@ -52,7 +52,7 @@ def build(board_name: str, out: Path | None = None) -> Path:
     board = load(board_name)
     out = out or ROOT / "build" / "romfs" / ("%s-%s.romfs" % (PACKAGE, board.name))
     with tempfile.TemporaryDirectory(prefix=".romfs-") as tmp:
-        compile_firmware(board, Path(tmp))
+        compile_firmware(board, Path(tmp), lib_only=True)
         size = image(Path(tmp) / PACKAGE, out)
     shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
     print("romfs: %s (%d bytes): %s/*.mpy for %s" % (shown, size, PACKAGE, board.name))
