@@ -120,6 +120,7 @@ def test_deploy_lib_only_keeps_the_users_main(vboard: VirtualBoard) -> None:
     assert p.returncode == 0 and "copy      main.py" not in p.stdout
     assert "up to date (%d files)" % len(MODULES) in p.stdout
     assert (vboard.root / "main.py").read_text() == own
+    assert not (vboard.root / "board").exists()  # main.py's own edges stay behind too
     out = board_exec(vboard, "exec(open('main.py').read())")
     assert "my app uses regtoken" in out
 

@@ -5,8 +5,8 @@
 
 1. Every module under firmware/ is compiled with mpy-cross for the board's architecture
    into build/<board>/ (main.py stays source: MicroPython only runs main.py at boot).
-   --lib-only leaves main.py out: the package alone, beside your own main.py, which is
-   never touched.
+   --lib-only: the regtoken package alone (not main.py, nor the board/ edges only main.py
+   uses), beside your own main.py, which is never touched.
 2. One program on the board (tools/onboard/hashes.py) reports the sha256 of every file we
    may touch.
 3. One mpremote call makes the missing folders, copies the files whose hash differs, and
@@ -35,6 +35,7 @@ from boardctl import RemoteBoard, RemoteError
 from boards import BIN, ROOT, Board, BoardError, load
 
 FIRMWARE = ROOT / "firmware"
+LIBRARY = "regtoken"  # what --lib-only deploys
 KEEP_SOURCE = ("main.py", "boot.py")  # run by name at boot: must stay .py
 
 @dataclass
@@ -63,11 +64,11 @@ def target_name(rel: str) -> str:
 def build(board: Board, out: Path, src: Path = FIRMWARE, lib_only: bool = False
           ) -> dict[str, str]:
     """Compile/copy firmware/ into out/ -> {board path: sha256}. out/ is made afresh, so
-    nothing stale from an earlier build can be deployed. lib_only: the packages only."""
+    nothing stale from an earlier build can be deployed. lib_only: regtoken/ only."""
     shutil.rmtree(out, ignore_errors=True)
     built = {}
     for rel in sources(src):
-        if lib_only and "/" not in rel:
+        if lib_only and not rel.startswith(LIBRARY + "/"):
             continue
         dest = out / target_name(rel)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--board", default="unix")
     ap.add_argument("--port", default="", help="serial port or pty (default: the board's)")
     ap.add_argument("--build-only", action="store_true", help="compile into build/<board>/ only")
-    ap.add_argument("--lib-only", action="store_true", help="the package only, without main.py")
+    ap.add_argument("--lib-only", action="store_true", help="the regtoken package only")
     args = ap.parse_args(argv)
     try:
         board = load(args.board)

@@ -20,7 +20,7 @@ for name in sorted(sys.modules):
 r = regtoken.open("config.json")
 for _ in range(120):  # one rotation is due at once (an imported token of unknown expiry)
     wait = r.step()
-    if r.counts["rotations"]:
+    if r.status()["counts"]["rotations"]:
         break
     time.sleep(min(1 if wait is None else wait, 1))
-print("ROTATIONS", r.counts["rotations"], "STATE", r.state)
+print("ROTATIONS", r.status()["counts"]["rotations"], "STATE", r.state)
