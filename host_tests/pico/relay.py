@@ -42,7 +42,7 @@ class BoardClock:
 
 @dataclass
 class Run:
-    done: dict[str, Any] | None = None  # the program's @@done@@ status
+    done: dict[str, Any] = field(default_factory=dict)  # the program's @@done@@ status
     log: list[str] = field(default_factory=list)  # everything else it printed
     exchanges: list[tuple[str, int]] = field(default_factory=list)  # (method, status)
     error: str = ""  # a traceback, if the program raised
@@ -51,7 +51,7 @@ class Run:
 def forward(url: str, method: str, body: bytes, headers: dict[str, str],
             timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
     try:
         conn.request(method, parts.path or "/", body=body, headers=headers)
         answer = conn.getresponse()

@@ -11,7 +11,9 @@ import json
 import time
 
 import regtoken
-from relay_transport import RelayTransport
+
+# the board has both at its root
+from relay_transport import RelayTransport  # type: ignore[import-not-found]
 
 
 def main(cfg, rotations=1, max_wait=5):
@@ -20,7 +22,8 @@ def main(cfg, rotations=1, max_wait=5):
     while True:
         wait = r.step()
         st = r.status()
-        if st["counts"].get("rotations", 0) - start >= rotations or st["state"] == regtoken.PROVISION:
+        done = st["counts"].get("rotations", 0) - start >= rotations
+        if done or st["state"] == regtoken.PROVISION:
             break
         time.sleep(min(wait if wait is not None else max_wait, max_wait))
     st["rtc"] = time.time()
