@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import rp2relay as relay
 from boardctl import Remote
 from deploy import build, remote_hashes
-from pico import relay, stage
+from pico import stage
 from refserver import RefServer, sha256_hex
 from regtoken.store import Files, Record, Store
 from rp2emu import Rp2Emu
@@ -145,9 +146,9 @@ def test_provision_refuses_a_valid_token_then_force_then_erase(pico: Pico,
 
 
 def test_relayed_rotations_restart_and_410(pico: Pico, tmp_path: Path) -> None:
-    progs = stage.programs(tmp_path / "progs", "relay_transport", "relay_device")
+    progs = stage.programs(tmp_path / "progs", ROOT / "tools" / "relay_transport.py",
+                           HERE / "relay_device.py")
     pico.remote.run("fs", "cp", *map(str, progs), ":")
-    pico.remote.run("fs", "rm", ":config.json")  # the program passes its config itself
     clock = relay.BoardClock()
     with RefServer(db=":memory:", lifetime=LIFETIME, grace=60, clock=clock, log=None) as srv:
         minted = srv.mint(lifetime=None)  # expiration unknown: the first boot rotates at once
@@ -172,6 +173,7 @@ def test_relayed_rotations_restart_and_410(pico: Pico, tmp_path: Path) -> None:
         stats = srv.stats()
 
     log = "\n".join(first.log + restarted.log + gone.log)
+    print(log)  # shown when the test fails
     assert minted["registrationToken"][:10] not in log
     answers = [r for r in stats["requests"] if r["status"] in (201, 410)]
     assert [r["status"] for r in answers] == [201, 201, 201, 201, 410]

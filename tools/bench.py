@@ -35,6 +35,7 @@ from typing import Any
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, TOOLS)
+import bench_rp2  # noqa: E402  (the 32-bit figures: the emulated Pico)
 from refserver import RefServer, make_tls_files  # noqa: E402
 from romfs import image as romfs_image  # noqa: E402
 from unixboard import (  # noqa: E402
@@ -787,7 +788,8 @@ def targets_section(res: dict[str, Any], rows: list[Row]) -> list[str]:
 METHOD = """## Method
 
 - Everything runs on the real MicroPython unix port (64-bit: pointers and object headers
-  are twice a 32-bit board's, so heap figures are upper bounds for an ESP32 or a Pico W).
+  are twice a 32-bit board's, so heap figures are upper bounds for an ESP32 or a Pico W),
+  except the 32-bit section: the rp2 port on the emulated Pico (`tools/bench_rp2.py`).
   The firmware is laid out as on a board (`tools/unixboard.layout`, package compiled to
   .mpy); the baseline is `tools/naive_baseline.py` as main.py. Both talk to
   `tools/refserver.py` over loopback.
@@ -822,7 +824,7 @@ def report(res: dict[str, Any], plan: Plan, meta: dict[str, Any], rows: list[Row
     body = (summary_table(rows) + before_section(rows) + targets_section(res, rows)
             + heap_section(res)
             + code_section(res) + flash_section(res, plan) + wire_section(res)
-            + idle_section(res, plan))
+            + idle_section(res, plan) + bench_rp2.section(res["rp2"], res["heap"]["firmware"]))
     return "\n".join(head + body) + "\n" + METHOD
 
 
@@ -864,7 +866,9 @@ def measure(plan: Plan) -> dict[str, Any]:
             if plan.tls_heap:
                 mins.update({(w, "https"): pool.submit(min_heap, w, plan, tls) for w in WHO})
             https = {w: pool.submit(run_board, w, 4 * plan.heap_max, plan, tls) for w in WHO}
+            rp2 = pool.submit(bench_rp2.measure, plan.cycles, 512 * min(plan.heap_step, 16))
             out = probes(plan)
+            out["rp2"] = rp2.result()
             out["min_heap"] = {key: job.result() for key, job in mins.items()}
             out["wire"] = {(w, "http"): wire(out["min_heap"][w, "http"]["reference"])
                            for w in WHO}

@@ -1,2 +1,3 @@
-# The emulated Raspberry Pi Pico tier (tools/rp2emu.py): host-side helpers, and the
-# programs sent to the board (relay_transport.py, relay_device.py, boot_counter.py).
+# The emulated Raspberry Pi Pico tier (tools/rp2emu.py): the staging helper, and the
+# programs sent to the board (relay_device.py, boot_counter.py; the relay transport itself
+# is tools/relay_transport.py, shared with `make bench`).

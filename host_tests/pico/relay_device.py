@@ -1,5 +1,5 @@
 # Board side (MicroPython): the refresher on a board with no network, its HTTP relayed
-# by relay_transport.py. The firmware's own code runs unchanged: regtoken.open with the
+# by tools/relay_transport.py. The firmware's own code runs unchanged: regtoken.open with the
 # board's real store (littlefs at /) and its real clock, untrusted at boot as on a board
 # without NTP (the first answer's Date header sets it); only the transport is the test's.
 #
@@ -12,8 +12,8 @@ import time
 
 import regtoken
 
-# the board has both at its root
-from relay_transport import RelayTransport  # type: ignore[import-not-found]
+# tools/relay_transport.py, beside this file at the board's root
+from relay_transport import RelayTransport
 
 
 def main(cfg, rotations=1, max_wait=5):

@@ -43,7 +43,6 @@ def cases_tier(out: Path) -> list[Path]:
     return [out / "regtoken", out / "fakes", out / "cases", out / "mp_runner.mpy"]
 
 
-def programs(out: Path, *names: str) -> list[Path]:
-    """Board programs of this folder (relay_device, relay_transport, ...) as .mpy."""
-    here = Path(__file__).resolve().parent
-    return [mpy(here / (n + ".py"), out / (n + ".mpy"), n + ".py") for n in names]
+def programs(out: Path, *sources: Path) -> list[Path]:
+    """Board programs (relay_device.py, tools/relay_transport.py, ...) as .mpy."""
+    return [mpy(f, out / (f.stem + ".mpy"), f.name) for f in sources]

@@ -1,6 +1,9 @@
-# Board side (MicroPython): an HTTP transport for a board with no network. Each exchange
-# goes over the serial console to the host (host_tests/pico/relay.py), which makes the
-# real request to the reference server and sends the answer back.
+# mypy: ignore-errors
+# Board side (MicroPython): an HTTP transport for a board with no network, for tests and
+# benchmarks only (the firmware's own transports are regtoken.wire and regtoken.ureq).
+# Each exchange goes over the serial console to the host (tools/rp2relay.py), which makes
+# the real request to the reference server and sends the answer back. It is passed in
+# through the refresher's seam: regtoken.open(cfg, transport=RelayTransport()).
 #
 # Board -> host, one line: @@relay@@["PUT", url, body (base64), {headers}, ticks_ms]
 # Host -> board, one line: [status, {lower-case headers}, body (base64)]

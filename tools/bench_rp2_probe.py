@@ -1,0 +1,85 @@
+# mypy: ignore-errors
+# MicroPython probe for `make bench` on the emulated Pico (tools/bench_rp2.py copies it
+# onto the board beside bench_heap.py, relay_transport.py, main.py, config.json and the
+# regtoken package as armv6m .mpy). The firmware's code, its store on the board's littlefs
+# and its clock; only the transport is the relay (the Pico has no network).
+#
+#   import bench_rp2_probe; bench_rp2_probe.heap(CYCLES)
+#       RESULT {"what": "imports", ...} and {"what": "cycle", ...} as bench_heap.py prints
+#       ("parts": the bytes allocated inside the transport, and the total, of one rotation)
+#   import bench_rp2_probe; bench_rp2_probe.ballast(FREE, ROTATIONS)
+#       after one warm-up rotation, a ballast allocation leaves FREE bytes of heap free;
+#       RESULT {"what": "ballast", "free": bytes free then, "rotations": completed, ...}
+import builtins
+import gc
+
+import bench_heap as bh
+from relay_transport import RelayTransport
+
+
+def scrub():
+    # bench_heap's stack scrub recurses 40 deep; inside nested imports the Pico's small C
+    # stack hits MicroPython's recursion limit at even 8. Without it a stale pointer on the
+    # stack can keep some garbage alive: the import figures are upper bounds.
+    return 0
+
+
+bh.scrub = scrub
+
+
+def refresher():
+    import main  # noqa: F401  (what main.py imports; its loop runs only as __main__)
+    import regtoken
+
+    return regtoken.open("config.json", transport=RelayTransport())
+
+
+def rotate(r):
+    r.force()
+    r.step()
+
+
+def heap(cycles):
+    costs = bh.ImportCosts()
+    builtins.__import__ = costs
+    r = refresher()
+    builtins.__import__ = costs.real
+    bh.result({"what": "imports", "modules": costs.modules})
+    for _ in range(2):  # warm-up: the first-boot rotation, lazy imports
+        rotate(r)
+    runs = [bh.measure(lambda: rotate(r)) for _ in range(cycles)]
+    parts = {}
+    bh.tally(r.http, "request", parts)  # the relay's share: JSON and base64 on the console
+    parts["total"] = bh.measure(lambda: rotate(r))[0]
+    bh.result({"what": "cycle", "alloc": [a for a, _ in runs], "kept": [k for _, k in runs],
+               "parts": parts, "rotations": r.counts["rotations"]})
+
+
+def ballast(free, rotations):
+    r = refresher()
+    rotate(r)  # warm-up: lazy imports are part of the code, not of a rotation
+    start = r.counts["rotations"]
+    keep = []
+    bh.live()
+    chunk = 4096
+    while True:  # the free heap is fragmented: smaller pieces fill what is left
+        want = gc.mem_free() - free
+        if want < 64:
+            break
+        try:
+            keep.append(bytearray(min(chunk, want) - 32))  # 32: the object and its rounding
+        except MemoryError:
+            if chunk <= 64:
+                break
+            chunk //= 2
+    left = gc.mem_free()
+    error = ""
+    try:
+        for _ in range(rotations):
+            if not r.force():
+                break
+            r.step()
+    except MemoryError as e:
+        error = repr(e)
+    bh.result({"what": "ballast", "free": left, "rotations": r.counts["rotations"] - start,
+               "state": r.state, "error": error or (r.error or "")})
