@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import rp2relay as relay
-from boardctl import Remote
+from boardctl import RemoteBoard
 from deploy import build, remote_hashes
 from pico import stage
 from refserver import RefServer, sha256_hex
@@ -37,7 +37,7 @@ LIFETIME = 8.0  # board seconds (the server's clock is the board's): ~25 s of wa
 @dataclass
 class Pico:
     emu: Rp2Emu
-    remote: Remote
+    remote: RemoteBoard
     first_deploy: str  # what the first `make deploy` printed
 
     def on(self, *args: str) -> list[str]:
@@ -56,7 +56,7 @@ def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 def pico(rp2_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pico]:
     tmp = tmp_path_factory.mktemp("pico-board")
     with Rp2Emu(tmp / "tty", fs=tmp / "fs.img", image=rp2_image) as emu:
-        remote = Remote(boards.load("pico-emu"), str(emu.tty))
+        remote = RemoteBoard(boards.load("pico-emu"), str(emu.tty))
         # boot.py counts the board's resets: every mpremote call must soft-reset it
         remote.run("fs", "cp", str(HERE / "boot_counter.py"), ":boot.py")
         p = make("deploy", "BOARD=pico-emu", "PORT=%s" % emu.tty)
@@ -156,8 +156,8 @@ def test_relayed_rotations_restart_and_410(pico: Pico, tmp_path: Path) -> None:
                "timeout_s": 60, "backoff_min_s": 1, "backoff_max_s": 5}
 
         def device(rotations: int) -> relay.Run:
-            run = relay.run(str(pico.emu.tty), "import relay_device\nrelay_device.main(%r, %d)"
-                            % (cfg, rotations), clock, timeout=600)
+            code = relay.call("relay_device", "main", cfg=cfg, rotations=rotations)
+            run = relay.run(str(pico.emu.tty), code, clock, timeout=600)
             assert not run.error, run.error + "\n".join(run.log[-20:])
             assert run.done, "\n".join(run.log[-20:])
             return run

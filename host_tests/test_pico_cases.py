@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from boardctl import Remote
+import rp2relay
+from boardctl import RemoteBoard
 from conftest import ROOT
 from pico import stage
 from rp2emu import Rp2Emu
@@ -22,19 +23,19 @@ CASE_TIMEOUT_S = 600  # one module; the slowest takes well under a minute on the
 
 
 @pytest.fixture(scope="module")
-def pico(rp2_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
+def pico(rp2_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteBoard]:
     tmp = tmp_path_factory.mktemp("pico-cases")
     with Rp2Emu(tmp / "tty", image=rp2_image) as emu:
-        remote = Remote(boards.load("pico-emu"), str(emu.tty))
+        remote = RemoteBoard(boards.load("pico-emu"), str(emu.tty))
         entries = stage.cases_tier(tmp / "stage")
         remote.run("fs", "cp", "-r", *map(str, entries), ":")
         yield remote
 
 
 @pytest.mark.parametrize("module", CASES)
-def test_cases_on_the_emulated_pico(pico: Remote, module: str) -> None:
+def test_cases_on_the_emulated_pico(pico: RemoteBoard, module: str) -> None:
     # mpremote soft-resets the board first: each module starts on a fresh heap
-    out = pico.run("exec", "import mp_runner; mp_runner.run(['cases.%s'])" % module)
+    out = pico.run("exec", rp2relay.call("mp_runner", "run", names=["cases." + module]))
     failures = [line for line in out.splitlines() if line.startswith("FAIL")]
     assert not failures, out[-3000:]
     assert " passed, 0 failed" in out, out[-3000:]

@@ -30,7 +30,7 @@ from typing import Any
 TOOLS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TOOLS))
 import rp2relay  # noqa: E402
-from boardctl import Remote, board_info  # noqa: E402
+from boardctl import RemoteBoard, board_info  # noqa: E402
 from refserver import RefServer  # noqa: E402
 from rp2emu import Rp2Emu, missing  # noqa: E402
 from unixboard import FIRMWARE, compile_mpy  # noqa: E402
@@ -80,18 +80,18 @@ def measure(cycles: int = 5, step: int = 512) -> dict[str, Any]:
         cfg = {"api_url": srv.url, "initial_token": srv.mint(lifetime=None)["registrationToken"],
                "timeout_s": 60, "backoff_min_s": 1}
         with Rp2Emu(Path(tmp) / "tty") as emu:
-            remote = Remote(boards.load("pico-emu"), str(emu.tty))
+            remote = RemoteBoard(boards.load("pico-emu"), str(emu.tty))
             say("copying the firmware and the probes onto the Pico")
             remote.run("fs", "cp", "-r", *map(str, stage(Path(tmp) / "fs", cfg)), ":")
 
-            def probe(code: str) -> list[dict[str, Any]]:
-                return results(rp2relay.run(str(emu.tty), "import bench_rp2_probe\n" + code,
-                                            clock, timeout=PROBE_TIMEOUT_S))
+            def probe(what: str, **args: int) -> list[dict[str, Any]]:
+                code = rp2relay.call("bench_rp2_probe", what, **args)
+                return results(rp2relay.run(str(emu.tty), code, clock, timeout=PROBE_TIMEOUT_S))
 
             say("heap per rotation and import costs")
-            imports, cycle = probe("bench_rp2_probe.heap(%d)" % cycles)
-            mins = min_free(lambda free: probe("bench_rp2_probe.ballast(%d, %d)"
-                                               % (free, ROTATIONS))[0], step)
+            imports, cycle = probe("heap", cycles=cycles)
+            mins = min_free(lambda free: probe("ballast", free=free, rotations=ROTATIONS)[0],
+                            step)
             with contextlib.redirect_stdout(io.StringIO()):  # its table: not for the report
                 info = board_info(remote)  # after a soft reset: free heap, nothing imported
     return {"imports": imports["modules"], "code_heap": sum(imports["modules"].values()),

@@ -4,10 +4,10 @@
 # regtoken package as armv6m .mpy). The firmware's code, its store on the board's littlefs
 # and its clock; only the transport is the relay (the Pico has no network).
 #
-#   import bench_rp2_probe; bench_rp2_probe.heap(CYCLES)
+#   heap(cycles=N)   (each called by tools/rp2relay.py's call(), after a soft reset)
 #       RESULT {"what": "imports", ...} and {"what": "cycle", ...} as bench_heap.py prints
 #       ("parts": the bytes allocated inside the transport, and the total, of one rotation)
-#   import bench_rp2_probe; bench_rp2_probe.ballast(FREE, ROTATIONS)
+#   ballast(free=BYTES, rotations=N)
 #       after one warm-up rotation, a ballast allocation leaves FREE bytes of heap free;
 #       RESULT {"what": "ballast", "free": bytes free then, "rotations": completed, ...}
 import builtins

@@ -66,9 +66,17 @@ def forward(url: str, method: str, body: bytes, headers: dict[str, str],
         conn.close()
 
 
+def call(module: str, function: str, **args: Any) -> str:
+    """What `mpremote exec` (or run()) sends to call module.function(**args) in a program
+    already on the board: the args reach it as one JSON string literal, as with
+    boardctl.program, so a value is only ever data, never code."""
+    return ("ARGS_JSON = %r\nimport json, %s\n%s.%s(**json.loads(ARGS_JSON))\n"
+            % (json.dumps(args), module, module, function))
+
+
 def run(tty: str, code: str, clock: BoardClock, timeout: float = 300) -> Run:
-    """Soft-reset the board, exec `code` (a call into a program already on the board),
-    relay its exchanges until it ends; the board is left at its raw REPL's end."""
+    """Soft-reset the board, exec `code` (call(): a program already on the board), relay
+    its exchanges until it ends; the board is left at its raw REPL's end."""
     link = SerialTransport(tty, baudrate=115200)
     result = Run()
     try:

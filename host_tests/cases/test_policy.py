@@ -4,12 +4,12 @@ HOUR = 3600
 
 
 def rnds(n, seed=1):
-    """n reproducible numbers in [0, 1), the same under CPython and MicroPython."""
-    out, x = [], seed
+    """n reproducible numbers in [0, 1), the same under CPython and MicroPython; one at a
+    time (a list of 10,000 floats does not fit a Pico's heap)."""
+    x = seed
     for _ in range(n):
         x = (x * 1103515245 + 12345) & 0x7FFFFFFF
-        out.append(x / 0x80000000)
-    return out
+        yield x / 0x80000000
 
 
 def failing(lo, hi, rs, left0=None, retry_after=0):

@@ -3,7 +3,7 @@
 # board's real store (littlefs at /) and its real clock, untrusted at boot as on a board
 # without NTP (the first answer's Date header sets it); only the transport is the test's.
 #
-#   import relay_device; relay_device.main(cfg, rotations=3)
+#   relay_device.main(cfg=..., rotations=3), called by tools/rp2relay.py's call()
 #
 # Runs until `rotations` new tokens were committed in this run, or the refresher needs
 # provisioning (410); prints @@done@@ and its status (the token redacted) as JSON.

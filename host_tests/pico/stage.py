@@ -11,6 +11,7 @@ from boards import BIN
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 ARCH = "armv6m"
+POWERCUT = ("__init__.py", "blockdev.py", "images.py")  # not the sweep: it runs on unix
 
 
 def mpy(source: Path, dest: Path, name: str) -> Path:
@@ -39,8 +40,12 @@ def cases_tier(out: Path) -> list[Path]:
     package(ROOT / "firmware" / "regtoken", out)
     for sub in ("fakes", "cases"):
         package(ROOT / "host_tests" / sub, out)
+    for name in POWERCUT:  # the flash images the store cases mount
+        mpy(ROOT / "tools" / "powercut" / name, out / "powercut" / (name[:-3] + ".mpy"),
+            "powercut/" + name)
     mpy(ROOT / "host_tests" / "mp_runner.py", out / "mp_runner.mpy", "mp_runner.py")
-    return [out / "regtoken", out / "fakes", out / "cases", out / "mp_runner.mpy"]
+    return [out / "regtoken", out / "fakes", out / "cases", out / "powercut",
+            out / "mp_runner.mpy"]
 
 
 def programs(out: Path, *sources: Path) -> list[Path]:
