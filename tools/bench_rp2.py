@@ -149,6 +149,10 @@ def section(rp2: dict[str, Any], unix: dict[str, Any]) -> list[str]:
              % len(both), pico_code, unix_code),
             ("Heap allocated by one rotation outside the transport (bytes)", pico_core,
              unix_core),
+            ("... of which the store's commit (bytes; littlefs on flash vs a POSIX directory)",
+             rp2["parts"]["commit"], unix["cycle"]["parts"].get("commit", 0)),
+            ("... of which the log lines (bytes)", rp2["parts"]["log"],
+             unix["cycle"]["parts"].get("log", 0)),
             ("Heap a rotation leaves allocated after gc.collect() (bytes, max)",
              max(rp2["kept"]), max(unix["cycle"]["kept"]))]
     mins = rp2["min_free"]

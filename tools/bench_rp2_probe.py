@@ -6,7 +6,7 @@
 #
 #   heap(cycles=N)   (each called by tools/rp2relay.py's call(), after a soft reset)
 #       RESULT {"what": "imports", ...} and {"what": "cycle", ...} as bench_heap.py prints
-#       ("parts": the bytes allocated inside the transport, and the total, of one rotation)
+#       ("parts": bytes allocated inside the transport, the commit, the log, and the total)
 #   ballast(free=BYTES, rotations=N)
 #       after one warm-up rotation, a ballast allocation leaves FREE bytes of heap free;
 #       RESULT {"what": "ballast", "free": bytes free then, "rotations": completed, ...}
@@ -50,6 +50,8 @@ def heap(cycles):
     runs = [bh.measure(lambda: rotate(r)) for _ in range(cycles)]
     parts = {}
     bh.tally(r.http, "request", parts)  # the relay's share: JSON and base64 on the console
+    bh.tally(r.store, "commit", parts)  # littlefs on the board's flash
+    bh.tally(r, "log", parts)  # print on the USB console
     parts["total"] = bh.measure(lambda: rotate(r))[0]
     bh.result({"what": "cycle", "alloc": [a for a, _ in runs], "kept": [k for _, k in runs],
                "parts": parts, "rotations": r.counts["rotations"]})
