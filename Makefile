@@ -118,8 +118,8 @@ virtual-board: $(VENV)/.ok ## unix port behind a pty at build/vboard/tty (MAIN=1
 	@$(BIN)/python tools/virtual_board.py --dir build/vboard \
 	  $(if $(call boards_on,$(MAIN)),--main) $(if $(HEAP),--heap "$(HEAP)")
 
-emu-board: $(VENV)/.ok $(RP2EMU)/.ok ## emulated Pico (BOARD=pico-emu) at build/pico-emu/tty (FRESH=1 erases its flash)
-	@$(BIN)/python tools/rp2emu.py --dir build/pico-emu $(if $(call boards_on,$(FRESH)),--fresh)
+emu-board: $(VENV)/.ok $(RP2EMU)/.ok ## emulated Pico (BOARD=pico-emu) at build/emu-board/tty (FRESH=1 erases its flash)
+	@$(BIN)/python tools/rp2emu.py --dir build/emu-board $(if $(call boards_on,$(FRESH)),--fresh)
 
 # Each port's stubs in its own folder: they all ship machine.pyi, network.pyi, ...
 $(VENV)/stubs/.ok: $(VENV)/.ok $(wildcard boards/*/board.json)

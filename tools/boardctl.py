@@ -109,8 +109,9 @@ def resolve_port(board: Board, port: str | None) -> str:
     if not port and board.default_port:
         path = ROOT / board.default_port
         if not path.exists():
+            start = "emu-board" if board.port == "rp2" else "virtual-board"  # pico-emu, unix
             raise BoardError("no PORT given and no virtual board at %s: start one with "
-                             "`make virtual-board` or pass PORT=<pty>" % board.default_port)
+                             "`make %s` or pass PORT=<pty>" % (board.default_port, start))
         return str(path)
     if not port:
         return "auto"

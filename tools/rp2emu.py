@@ -3,7 +3,7 @@
 emulator, behind a pty (tools/ptybridge.py), so mpremote and every board target talk to it
 as to a Pico on USB (boards/pico-emu).
 
-    python tools/rp2emu.py [--dir build/pico-emu] [--fresh] [--verbose]
+    python tools/rp2emu.py [--dir build/emu-board] [--fresh] [--verbose]
 
 Foreground; the pty is linked at <dir>/tty (the pico-emu board's default PORT) and the
 board's flash filesystem (1408 KiB littlefs) is kept in <dir>/fs.img across runs (saved
@@ -183,7 +183,8 @@ class Rp2Emu:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--dir", default="build/pico-emu", help="holds tty and fs.img (%(default)s)")
+    # not build/pico-emu/: that is the board's deploy build, which deploy.py replaces whole
+    ap.add_argument("--dir", default="build/emu-board", help="holds tty and fs.img (%(default)s)")
     ap.add_argument("--fresh", action="store_true", help="start from an erased filesystem")
     ap.add_argument("--verbose", action="store_true", help="the runner's own notes on stderr")
     args = ap.parse_args(argv)
