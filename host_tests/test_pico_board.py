@@ -12,16 +12,18 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import rp2relay as relay
-from boardctl import RemoteBoard
+from boardctl import RemoteBoard, RemoteError
 from deploy import build, remote_hashes
 from pico import stage
 from refserver import RefServer, sha256_hex
+from regtoken.refresher import RELEASED
 from regtoken.store import Files, Record, Store
 from rp2emu import Rp2Emu
 
@@ -30,6 +32,7 @@ import boards
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "PiCoEm" + "x" * 242
 MODULES = sorted(p.name for p in (ROOT / "firmware" / "regtoken").glob("*.py"))
+EDGES = sorted(p.name for p in (ROOT / "firmware" / "board").glob("*.py"))  # main.py's board/
 HERE = Path(__file__).resolve().parent / "pico"
 LIFETIME = 8.0  # board seconds (the server's clock is the board's): ~25 s of wall time
 
@@ -69,6 +72,14 @@ def resets(pico: Pico) -> int:
     return int(pico.remote.run("fs", "cat", ":resets").strip().splitlines()[-1])
 
 
+def put_config(pico: Pico, tmp_path: Path, cfg: dict[str, object]) -> None:
+    """config.json onto the board, as provisioning writes it (its token stays off every
+    command line)."""
+    local = tmp_path / "config.json"
+    local.write_text(json.dumps(cfg))
+    pico.remote.run("fs", "cp", str(local), ":config.json")
+
+
 def token_file(tmp_path: Path, token: str = TOKEN, exp: str | None = None) -> Path:
     path = tmp_path / "token.json"
     path.write_text(json.dumps({"registrationToken": token, "expirationTime": exp}))
@@ -81,15 +92,18 @@ def token_file(tmp_path: Path, token: str = TOKEN, exp: str | None = None) -> Pa
 def test_deploy_copies_armv6m_mpy_then_skips_unchanged_files(pico: Pico, tmp_path: Path) -> None:
     for name in MODULES:
         assert "copy      regtoken/%s.mpy" % name[:-3] in pico.first_deploy
+    for name in EDGES:
+        assert "copy      board/%s.mpy" % name[:-3] in pico.first_deploy
     before = resets(pico)
     p = make("deploy", *pico.on())
     assert p.returncode == 0
-    assert "copy" not in p.stdout and "unchanged %d file(s)" % (len(MODULES) + 1) in p.stdout
+    assert "copy" not in p.stdout
+    assert "unchanged %d file(s)" % (len(MODULES) + len(EDGES) + 1) in p.stdout
     assert resets(pico) > before + 1  # the deploy's mpremote call soft-reset the board
 
     # what is on the board's flash is the armv6m build, byte for byte
     built = build(boards.load("pico-emu"), tmp_path / "build")
-    got = remote_hashes(pico.remote, ["main.py"], ["regtoken"])
+    got = remote_hashes(pico.remote, ["main.py"], ["regtoken", "board"])
     assert {p: d for p, d in got.items() if not p.endswith("/")} == built
     assert sorted(p for p in got if p.startswith("regtoken/") and p.endswith(".mpy")) == \
         ["regtoken/%s.mpy" % n[:-3] for n in MODULES]
@@ -135,7 +149,7 @@ def test_provision_refuses_a_valid_token_then_force_then_erase(pico: Pico,
         "initial_expiration": "2030-01-01T00:00:00Z", "ca_file": "ca.der", "tls_verify": True,
         "backoff_min_s": 2}
     listing = pico.remote.run("fs", "ls", ":")
-    for name in ("boot.py", "main.py", "config.json", "ca.der", "regtoken/"):
+    for name in ("boot.py", "main.py", "config.json", "ca.der", "regtoken/", "board/"):
         assert name in listing
     assert "token." not in listing
     got = remote_hashes(pico.remote, ["ca.der"])
@@ -152,11 +166,12 @@ def test_relayed_rotations_restart_and_410(pico: Pico, tmp_path: Path) -> None:
     clock = relay.BoardClock()
     with RefServer(db=":memory:", lifetime=LIFETIME, grace=60, clock=clock, log=None) as srv:
         minted = srv.mint(lifetime=None)  # expiration unknown: the first boot rotates at once
-        cfg = {"api_url": srv.url, "initial_token": minted["registrationToken"],
-               "timeout_s": 60, "backoff_min_s": 1, "backoff_max_s": 5}
+        put_config(pico, tmp_path, {"api_url": srv.url, "timeout_s": 60, "backoff_min_s": 1,
+                                    "backoff_max_s": 5,
+                                    "initial_token": minted["registrationToken"]})
 
         def device(rotations: int) -> relay.Run:
-            code = relay.call("relay_device", "main", cfg=cfg, rotations=rotations)
+            code = relay.call("relay_device", "main", rotations=rotations)
             run = relay.run(str(pico.emu.tty), code, clock, timeout=600)
             assert not run.error, run.error + "\n".join(run.log[-20:])
             assert run.done, "\n".join(run.log[-20:])
@@ -185,3 +200,56 @@ def test_relayed_rotations_restart_and_410(pico: Pico, tmp_path: Path) -> None:
     assert presented[1:] == issued
     info = make("board-info", *pico.on()).stdout
     assert "never (410: provision again)" in info
+
+
+# ---------------------------------------------------------------- the clock floor
+
+
+def test_clock_floor_moves_the_rtc_forward_never_back(pico: Pico, tmp_path: Path) -> None:
+    """The rp2 RTC starts at 2021-01-01 at every hard reset. A boot with an untrusted clock
+    moves it forward to the newest time the device knows to have passed: the last commit
+    in the store, else the firmware's release date; never backward."""
+    progs = stage.programs(tmp_path / "progs", ROOT / "tools" / "relay_transport.py",
+                           HERE / "clock_floor.py")
+    pico.remote.run("fs", "cp", *map(str, progs), ":")
+    put_config(pico, tmp_path, {"api_url": "http://127.0.0.1:9", "initial_token": TOKEN})
+    rtc_2021 = 1609459200  # 2021-01-01T00:00:00Z, in the rp2 port's 1970-based seconds
+    committed = RELEASED + 40 * 86400  # a commit 40 days after the release
+    later = RELEASED + 400 * 86400
+
+    def boot(preset: int | None = None) -> dict[str, int]:
+        out = pico.remote.run("exec", relay.call("clock_floor", "main", preset=preset))
+        line = [x for x in out.splitlines() if x.startswith(relay.DONE.decode())][-1]
+        return json.loads(line[len(relay.DONE):])
+
+    def hard_reset() -> None:
+        pico.remote.run("reset")  # machine.reset(): the emulator restarts, flash kept
+        for _ in range(30):  # until the rebooted board's USB console takes commands
+            time.sleep(1)
+            try:
+                pico.remote.run("fs", "ls", ":")
+                return
+            except RemoteError:
+                pass
+        raise AssertionError("the Pico did not come back after machine.reset()")
+
+    # a store whose last commit was at `committed` (the firmware's own store code)
+    store_dir = tmp_path / "store"
+    store_dir.mkdir()
+    Store(Files(str(store_dir))).commit(Record("Stored" + "z" * 200, committed + 86400,
+                                               committed + 3600, at=committed))
+    pico.remote.run("fs", "cp", "-r", str(store_dir / "token.a"), str(store_dir / "token.b"), ":")
+    hard_reset()
+    got = boot()
+    assert rtc_2021 <= got["before"] < rtc_2021 + 3600  # the port's RTC after a reset
+    assert committed <= got["after"] < committed + 600  # forward to the last commit
+
+    # an RTC already ahead of everything the device knows is left alone
+    got = boot(preset=later)
+    assert later <= got["after"] < later + 600
+
+    # no store: the initial token is imported, and the floor is the release date
+    assert make("erase-token", *pico.on("CONFIRM=yes")).returncode == 0
+    hard_reset()
+    got = boot()
+    assert got["before"] < RELEASED <= got["after"] < RELEASED + 600

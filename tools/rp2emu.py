@@ -131,7 +131,7 @@ class Rp2Emu:
         self.bridge = PtyBridge(self.command(), link=self.tty, child_tty=False)
         try:
             self.bridge.start()
-            self._wait_console(time.monotonic() + READY_TIMEOUT_S)
+            self.wait_console()
         except PtyBridgeError as e:
             self.stop()
             raise Rp2EmuError(str(e)) from e
@@ -140,9 +140,10 @@ class Rp2Emu:
             raise
         return self
 
-    def _wait_console(self, deadline: float) -> None:
+    def wait_console(self) -> None:
         """Until the board answers a return key: its REPL prompt, or the output of a
         main.py that runs at boot (which mpremote interrupts, as on a real Pico)."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
         fd = os.open(self.tty, os.O_RDWR | os.O_NOCTTY)
         try:
             ttymod.setraw(fd, termios.TCSANOW)

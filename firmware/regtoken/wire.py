@@ -11,7 +11,6 @@
 # plain loop and an application's event loop.
 import errno  # only names in MicroPython's default list: it has no EPROTO, no EFBIG
 import select
-import socket
 import time
 
 LINE = 256  # longest header line kept; longer ones of unused headers pass by
@@ -146,6 +145,9 @@ def exchange(parts, method, body, headers, ca, bufs):
     body). `ca`: DER list, or None for an unverified https connection (only ever by the
     config's explicit opt-out)."""
     tls, host, port, path, hostport = parts
+    import socket  # here: a board without one (a plain Pico, another transport) can still
+    # import wire for split_url, which the config validator uses
+
     try:
         ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
     except OSError as e:

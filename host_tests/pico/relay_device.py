@@ -3,7 +3,8 @@
 # board's real store (littlefs at /) and its real clock, untrusted at boot as on a board
 # without NTP (the first answer's Date header sets it); only the transport is the test's.
 #
-#   relay_device.main(cfg=..., rotations=3), called by tools/rp2relay.py's call()
+#   relay_device.main(rotations=3), called by tools/rp2relay.py's call(); the config is
+#   the board's config.json, as main.py's
 #
 # Runs until `rotations` new tokens were committed in this run, or the refresher needs
 # provisioning (410); prints @@done@@ and its status (the token redacted) as JSON.
@@ -16,8 +17,9 @@ import regtoken
 from relay_transport import RelayTransport
 
 
-def main(cfg, rotations=1, max_wait=5):
-    r = regtoken.open(cfg, transport=RelayTransport(), clock=regtoken.Clock(trusted=False))
+def main(rotations=1, max_wait=5):
+    clock = regtoken.Clock(trusted=False)
+    r = regtoken.open("config.json", transport=RelayTransport(), clock=clock)
     start = r.status()["counts"].get("rotations", 0)
     while True:
         wait = r.step()
