@@ -1,6 +1,8 @@
 # The streaming HTTP reader (regtoken.wire.answer) against a scripted socket, on both
 # tiers: headers pass through a fixed LINE buffer and only the ones used are kept, the body
 # lands in a fixed BODY buffer, and reading stops where the answer says it ends.
+import sys
+
 from regtoken import wire
 
 from cases.util import raises
@@ -54,13 +56,15 @@ def http(head, body=TOKEN, length=True):
 
 def cdn_headers(total):
     """`total` bytes of headers a CDN adds: long cookies and a long policy line."""
-    out = b""
-    n = 0
-    while len(out) < total:
+    out = []  # joined once: a Pico's heap holds no chain of growing copies
+    n = size = 0
+    while size < total:
         n += 1
-        out += b"Set-Cookie: c%d=" % n + b"x" * 900 + b"; Path=/; Secure\r\n"
-        out += b"Content-Security-Policy: default-src " + b"https://a.example " * 150 + b"\r\n"
-    return out
+        out.append(b"Set-Cookie: c%d=" % n + b"x" * 900 + b"; Path=/; Secure\r\n")
+        out.append(b"Content-Security-Policy: default-src " + b"https://a.example " * 150
+                   + b"\r\n")
+        size += len(out[-1]) + len(out[-2])
+    return b"".join(out)
 
 
 def test_a_plain_answer():
@@ -78,7 +82,9 @@ def test_7_kb_of_cdn_headers_pass_by():
 
 
 def test_64_kb_of_headers_are_refused_without_being_held():
-    sock = Sock(http(cdn_headers(64 * 1024)), piece=4096)
+    # on a board (the emulated Pico's heap) just past the bound: 64 KB do not fit beside it
+    board = sys.implementation.name == "micropython" and sys.platform not in ("linux", "darwin")
+    sock = Sock(http(cdn_headers(wire.HEAD + 4096 if board else 64 * 1024)), piece=4096)
     e = raises(OSError, read, sock)
     assert "headers too long" in str(e)
     assert sock.pos <= wire.HEAD + wire.LINE  # it stopped reading soon after the bound
