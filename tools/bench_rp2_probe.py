@@ -34,6 +34,10 @@ def refresher():
     return regtoken.open("config.json", transport=RelayTransport())
 
 
+def rotated(r):
+    return r.status()["counts"]["rotations"]
+
+
 def rotate(r):
     r.force()
     r.step()
@@ -54,13 +58,13 @@ def heap(cycles):
     bh.tally(r, "log", parts)  # print on the USB console
     parts["total"] = bh.measure(lambda: rotate(r))[0]
     bh.result({"what": "cycle", "alloc": [a for a, _ in runs], "kept": [k for _, k in runs],
-               "parts": parts, "rotations": r.counts["rotations"]})
+               "parts": parts, "rotations": rotated(r)})
 
 
 def ballast(free, rotations):
     r = refresher()
     rotate(r)  # warm-up: lazy imports are part of the code, not of a rotation
-    start = r.counts["rotations"]
+    start = rotated(r)
     keep = []
     bh.live()
     chunk = 4096
@@ -83,5 +87,5 @@ def ballast(free, rotations):
             r.step()
     except MemoryError as e:
         error = repr(e)
-    bh.result({"what": "ballast", "free": left, "rotations": r.counts["rotations"] - start,
-               "state": r.state, "error": error or (r.error or "")})
+    bh.result({"what": "ballast", "free": left, "rotations": rotated(r) - start,
+               "state": r.state, "error": error or (r.status()["reason"] or "")})
