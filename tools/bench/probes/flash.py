@@ -2,12 +2,12 @@
 # MicroPython probe for `make bench`: flash wear of one token rotation, on MicroPython's own
 # littlefs2 and FAT drivers over the counting block device of tools/powercut.
 #
-#   micropython tools/bench_flash.py [ROTATIONS] [KIND,...]
+#   micropython tools/bench/probes/flash.py [ROTATIONS] [KIND,...]
 #
 # Filesystems: tools/powercut/images.py's littlefs2 (4 KiB blocks, MicroPython's default
-# geometry as on an ESP32) and FAT images, and one built here on the same BlockDev: littlefs2
-# formatted and mounted with progsize=128, whose 512-byte cache keeps a ~300-byte file
-# inline in its directory's metadata instead of in a data block of its own.
+# geometry as on an ESP32), the same formatted and mounted with progsize=128 (whose 512-byte
+# cache keeps a ~300-byte file inline in its directory's metadata instead of in a data block
+# of its own) and FAT.
 # For each filesystem (a freshly formatted image) and each writer, commits 2 warm-up
 # records, then ROTATIONS realistic ones (248-character base64 tokens like the server's),
 # counting the programs (writeblocks) and erases (ioctl 6) each one costs, littlefs
@@ -18,25 +18,23 @@
 import sys
 
 HERE = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
-sys.path.insert(0, HERE)
-sys.path.insert(0, HERE + "/../firmware")
+sys.path.insert(0, HERE)  # naive_baseline.py
+sys.path.insert(0, HERE + "/../..")  # tools/: the powercut component
+sys.path.insert(0, HERE + "/../../../firmware")
 
 import binascii  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 import random  # noqa: E402
 import time  # noqa: E402
 
 import naive_baseline  # noqa: E402
 from powercut import images as flash  # noqa: E402
-from powercut.blockdev import BlockDev  # noqa: E402
 from regtoken.store import Files, Record, Store, fingerprint  # noqa: E402
 
 WHERE = "/flash"
 EPOCH = 1767225600  # 2026-01-01
 LIFETIME = 86400
-INLINE = "lfs2-4096-prog128"
-KINDS = ("lfs2-4096", "fat", INLINE)
+KINDS = ("lfs2-4096", "fat", "lfs2-4096-p128")
 
 
 def token():
@@ -80,13 +78,8 @@ def baseline(where):
 
 def mounted(kind):
     """A freshly formatted device of this kind, mounted at WHERE."""
-    if kind != INLINE:
-        dev = flash.blank(kind)
-        flash.mount(dev, kind, WHERE)
-        return dev
-    dev = BlockDev(4096, flash.KINDS["lfs2-4096"][2])
-    os.VfsLfs2.mkfs(dev, progsize=128)
-    os.mount(os.VfsLfs2(dev, progsize=128), WHERE)
+    dev = flash.blank(kind)
+    flash.mount(dev, kind, WHERE)
     return dev
 
 

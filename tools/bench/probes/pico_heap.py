@@ -1,11 +1,11 @@
 # mypy: ignore-errors
-# MicroPython probe for `make bench` on the emulated Pico (tools/bench_rp2.py copies it
-# onto the board beside bench_heap.py, relay_transport.py, main.py, config.json and the
+# MicroPython probe for `make bench` on the emulated Pico (tools/bench/rp2.py copies it
+# onto the board beside heap.py, relay_transport.py, main.py, config.json and the
 # regtoken package as armv6m .mpy). The firmware's code, its store on the board's littlefs
 # and its clock; only the transport is the relay (the Pico has no network).
 #
 #   heap(cycles=N)   (each called by tools/rp2relay.py's call(), after a soft reset)
-#       RESULT {"what": "imports", ...} and {"what": "cycle", ...} as bench_heap.py prints
+#       RESULT {"what": "imports", ...} and {"what": "cycle", ...} as heap.py prints
 #       ("parts": bytes allocated inside the transport, the commit, the log, and the total)
 #   ballast(free=BYTES, rotations=N)
 #       after one warm-up rotation, a ballast allocation leaves FREE bytes of heap free;
@@ -13,12 +13,12 @@
 import builtins
 import gc
 
-import bench_heap as bh
+import heap as bh
 from relay_transport import RelayTransport
 
 
 def scrub():
-    # bench_heap's stack scrub recurses 40 deep; inside nested imports the Pico's small C
+    # heap.py's stack scrub recurses 40 deep; inside nested imports the Pico's small C
     # stack hits MicroPython's recursion limit at even 8. Without it a stale pointer on the
     # stack can keep some garbage alive: the import figures are upper bounds.
     return 0

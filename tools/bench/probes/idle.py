@@ -1,8 +1,8 @@
 # mypy: ignore-errors
-# MicroPython probe for `make bench` (tools/bench.py copies it into a board directory):
+# MicroPython probe for `make bench` (tools/bench/ copies it into a board directory):
 # how often a program's loop wakes up between two token refreshes.
 #
-#   cd <board dir> && micropython bench_idle.py firmware|baseline unix|light|deep HORIZON_S
+#   cd <board dir> && micropython idle.py firmware|baseline unix|light|deep HORIZON_S
 #
 # Runs the program's real loop (firmware: main.main() from main.py; baseline:
 # naive_baseline.main()) on a virtual clock: `time` is replaced by a module whose sleep()
@@ -27,7 +27,7 @@ class Reboot(BaseException):
     """machine.deepsleep() does not return on a board: it reboots into main.py."""
 
 
-class VirtualTime:
+class FastForwardTime:
     """Stands in for the `time` module: the clock runs at real speed plus all the time
     the program has slept."""
 
@@ -57,9 +57,9 @@ class VirtualTime:
         return getattr(real_time, name)
 
 
-class Board:
-    """machine, network and ntptime as a board has them, all on the virtual clock.
-    (host_tests/fakes/board.py is the CPython twin; this one runs on MicroPython.)"""
+class BoardModules:
+    """One object standing in for the machine, network and ntptime modules as a board has
+    them, sleeping on the FastForwardTime clock."""
 
     def __init__(self, clock):
         self.clock = clock
@@ -104,6 +104,8 @@ def run(who, mode):
         return naive_baseline.main()
     import main
 
+    if not hasattr(main, "BOARD"):
+        raise AttributeError("idle probe: main.py has no BOARD switch (update the probe)")
     main.BOARD = mode != "unix"  # light / deep: the board path (firmware/board/)
     while True:
         try:
@@ -115,8 +117,8 @@ def run(who, mode):
 def start(who, mode, horizon):
     with open("config.json") as f:
         url = json.load(f)["api_url"] + "/_control/clock"
-    clock = VirtualTime(horizon, url)
-    board = Board(clock)
+    clock = FastForwardTime(horizon, url)
+    board = BoardModules(clock)
     sys.modules["time"] = clock
     for name in ("machine", "network", "ntptime"):
         sys.modules[name] = board
