@@ -142,7 +142,7 @@ powercut: $(VENV)/.ok ## cut the power at every flash write of 130 commits, litt
 	$(or $(MICROPYTHON),$(BIN)/micropython) tools/powercut/sweep.py
 
 
-# ---- figures: heap, code size, flash wear, bytes on the wire, idle wake-ups ----
+# ---- figures: heap, code size, flash wear, traffic, idle wake-ups (unix port; heap on the emulated Pico) ----
 bench: $(VENV)/.ok $(RP2EMU)/.ok ## firmware vs naive script on the unix port -> docs/benchmarks.md, .png (BENCH_ARGS=--quick)
 	PYTHONPATH=tools $(BIN)/python -m bench $(BENCH_ARGS)
 
