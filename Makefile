@@ -126,16 +126,18 @@ $(VENV)/stubs/.ok: $(VENV)/.ok $(wildcard boards/*/board.json)
 	$(BIN)/python tools/boards.py install-stubs $(VENV)/stubs
 	touch $@
 
-# firmware/ and tools/onboard/ run on every board; host_tests/probes/ on the unix port.
+# firmware/ and tools/onboard/ run on every board; host_tests/probes/ and
+# tools/bench/probes/ on the unix port.
 typecheck-firmware: $(VENV)/.ok $(VENV)/stubs/.ok ## mypy: the MicroPython code against each port's stubs (STUBS=)
 	@for p in $(STUBS); do echo "mypy firmware/ tools/onboard/ against the $$p stubs"; \
 	  MYPYPATH=$(VENV)/stubs/$$p $(BIN)/mypy --config-file boards/mypy.ini \
 	    --custom-typeshed-dir $(VENV)/stubs/$$p --cache-dir .mypy_cache/firmware-$$p \
 	    firmware tools/onboard || exit 1; done
-	@echo "mypy host_tests/probes/ against the unix stubs"; \
-	  MYPYPATH=$(VENV)/stubs/unix:firmware:tools $(BIN)/mypy --config-file boards/mypy.ini \
-	    --custom-typeshed-dir $(VENV)/stubs/unix --cache-dir .mypy_cache/probes-unix \
-	    host_tests/probes
+	@echo "mypy host_tests/probes/ tools/bench/probes/ against the unix stubs"; \
+	  MYPYPATH=$(VENV)/stubs/unix:firmware:tools/bench/probes:tools $(BIN)/mypy \
+	    --config-file boards/mypy.ini --custom-typeshed-dir $(VENV)/stubs/unix \
+	    --explicit-package-bases --cache-dir .mypy_cache/probes-unix \
+	    host_tests/probes tools/bench/probes
 
 # ---- proof that a power cut never loses the token (docs/powercut.md) ----
 powercut: $(VENV)/.ok ## cut the power at every flash write of 130 commits, littlefs2 + FAT

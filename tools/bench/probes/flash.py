@@ -1,4 +1,3 @@
-# mypy: ignore-errors
 # MicroPython probe for `make bench`: flash wear of one token rotation, on MicroPython's own
 # littlefs2 and FAT drivers over the counting block device of tools/powercut.
 #

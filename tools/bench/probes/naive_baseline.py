@@ -1,4 +1,3 @@
-# mypy: ignore-errors
 # The naive token refresher most people write today: the baseline `make bench` measures the
 # firmware against. A MicroPython script, run as a board's main.py beside a config.json
 # (same keys as the firmware: api_url, initial_token, timeout_s, provisioning_token).
@@ -13,7 +12,7 @@ import time
 try:
     import requests
 except ImportError:
-    import urequests as requests
+    import urequests as requests  # type: ignore[import-not-found, no-redef]  # older ports
 
 PATH = "/devices/registration-tokens/refresh"
 TOKEN_FILE = "token.json"
