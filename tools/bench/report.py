@@ -55,7 +55,7 @@ def report(res: dict[str, Any], plan: BenchPlan, meta: dict[str, Any], rows: lis
             "sleep half the lifetime)", "",
             "![firmware vs baseline](benchmarks.png)", "", "## Summary", "",
             "Ratio: firmware ÷ baseline. Targets apply to the firmware.", ""]
-    body = (summary_table(rows) + before_section(rows) + targets_section(res, rows)
+    body = (summary_table(rows) + before_section(res, rows) + targets_section(res, rows)
             + heap_section(res) + code_section(res) + flash_section(res, plan)
             + traffic_section(res) + idle_section(res, plan)
             + rp2.section(res["rp2"], res["heap"]["firmware"]))
