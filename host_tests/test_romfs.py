@@ -51,8 +51,8 @@ def test_the_unix_port_mounts_it_imports_from_rom_and_rotates(image: Path, micro
         shutil.copy(image, board / "regtoken.romfs")
         shutil.copy(probe("romfs_boot"), board)
         p = subprocess.run([micropython, "romfs_boot.py", "regtoken.romfs",
-                            str(ROOT / "tools")], cwd=board, capture_output=True, text=True,
-                           timeout=300, stdin=subprocess.DEVNULL)
+                            str(ROOT / "tools" / "bench" / "probes")], cwd=board,
+                           capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
         assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
         loaded = dict(line.split()[1:] for line in p.stdout.splitlines()
                       if line.startswith("MODULE "))

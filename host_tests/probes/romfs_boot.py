@@ -1,14 +1,15 @@
 # A board with a ROMFS partition, on the unix port (MicroPython only): mount the image at
-# /rom as such a board does at boot (bench_heap.mount_rom, the benchmark's own), import the
-# package from it, and rotate the token once with the config.json beside this file.
+# /rom as such a board does at boot (mount_rom of tools/bench/probes/heap.py, the benchmark's
+# own), import the package from it, and rotate the token once with the config.json beside
+# this file.
 # test_romfs.py copies it into a board directory that has no regtoken/ of its own:
 #
-#   micropython romfs_boot.py IMAGE TOOLS_DIR
+#   micropython romfs_boot.py IMAGE tools/bench/probes
 import sys
 import time
 
 sys.path.append(sys.argv[2])
-from bench_heap import mount_rom  # noqa: E402
+from heap import mount_rom  # noqa: E402
 
 mount_rom(sys.argv[1])
 
