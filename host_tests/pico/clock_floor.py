@@ -3,7 +3,7 @@
 # NTP. The firmware's own Refresher, store and Clock; the relay transport is never used
 # (no request is made before step()).
 #
-#   clock_floor.main(preset=None or Unix seconds), by tools/rp2relay.py's call(); the
+#   clock_floor.main(preset=None or Unix seconds), by tools/bringup/rp2relay.py's call(); the
 #   config is the board's config.json
 #
 # preset first sets the RTC there, as a board whose clock is already ahead. Prints

@@ -1,9 +1,9 @@
-# Board side (MicroPython): the refresher on a board with no network, its HTTP relayed
-# by tools/relay_transport.py. The firmware's own code runs unchanged: regtoken.open with the
-# board's real store (littlefs at /) and its real clock, untrusted at boot as on a board
+# Board side (MicroPython): the refresher on a board with no network, its HTTP relayed by
+# tools/bringup/onboard/relay_transport.py. The firmware's own code runs unchanged: regtoken.open
+# with the board's real store (littlefs at /) and its real clock, untrusted at boot as on a board
 # without NTP (the first answer's Date header sets it); only the transport is the test's.
 #
-#   relay_device.main(rotations=3), called by tools/rp2relay.py's call(); the config is
+#   relay_device.main(rotations=3), called by tools/bringup/rp2relay.py's call(); the config is
 #   the board's config.json, as main.py's
 #
 # Runs until `rotations` new tokens were committed in this run, or the refresher needs
@@ -13,7 +13,7 @@ import time
 
 import regtoken
 
-# tools/relay_transport.py, beside this file at the board's root
+# tools/bringup/onboard/relay_transport.py, beside this file at the board's root
 from relay_transport import RelayTransport
 
 

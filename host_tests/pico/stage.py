@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from boards import BIN
+from bringup.boards import BIN
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 ARCH = "armv6m"
@@ -49,5 +49,5 @@ def cases_tier(out: Path) -> list[Path]:
 
 
 def programs(out: Path, *sources: Path) -> list[Path]:
-    """Board programs (relay_device.py, tools/relay_transport.py, ...) as .mpy."""
+    """Board programs (relay_device.py, tools/bringup/onboard/relay_transport.py, ...) as .mpy."""
     return [mpy(f, out / (f.stem + ".mpy"), f.name) for f in sources]

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from bringup.unixboard import UnixBoard, layout, write_config
 from refserver import RefServer
-from unixboard import UnixBoard, layout, write_config
 
 from bench.plan import APP, BASELINE, BOARD_FILES, PROBES, ROTATED, BenchPlan, say
 

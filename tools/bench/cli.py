@@ -17,8 +17,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from bringup.unixboard import ROOT, find_micropython
 from refserver import make_tls_files
-from unixboard import ROOT, find_micropython
 
 from bench import probe_runs, rp2
 from bench.boardruns import CertFiles, Run, min_heap, run_board, traffic

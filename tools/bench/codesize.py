@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 from typing import Any
 
-from unixboard import FIRMWARE, compile_mpy
+from bringup.unixboard import FIRMWARE, compile_mpy
 
 from bench.plan import ARCHS, BASELINE, tool
 

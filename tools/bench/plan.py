@@ -8,7 +8,7 @@ import shutil
 import sys
 from dataclasses import dataclass, replace
 
-from unixboard import ROOT
+from bringup.unixboard import ROOT
 
 PACKAGE = os.path.dirname(os.path.abspath(__file__))
 PROBES = os.path.join(PACKAGE, "probes")  # the MicroPython side: probes and the baseline

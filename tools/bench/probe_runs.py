@@ -10,8 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from romfs import image as romfs_image
-from unixboard import ROOT
+from bringup.romfs import image as romfs_image
+from bringup.unixboard import ROOT
 
 from bench.boardruns import make_board, serving
 from bench.plan import PROBES, ROTATED, BenchPlan

@@ -22,7 +22,7 @@ METHOD = """## Method
 - Everything runs on the real MicroPython unix port (64-bit: pointers and object headers
   are twice a 32-bit board's, so heap figures are upper bounds for an ESP32 or a Pico W),
   except the 32-bit section: the rp2 port on the emulated Pico (tools/bench/rp2.py).
-  The firmware is laid out as on a board (`layout()` in tools/unixboard.py, package
+  The firmware is laid out as on a board (`layout()` in tools/bringup/unixboard.py, package
   compiled to .mpy); the baseline is tools/bench/probes/naive_baseline.py as main.py. Both
   talk to the reference server (tools/refserver/) over loopback.
 - Minimum heap: `-X heapsize=` bisected; a probe passes when the board logs the rotations

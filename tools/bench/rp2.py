@@ -1,5 +1,5 @@
 """`make bench`'s 32-bit figures: the firmware on the emulated Raspberry Pi Pico (the real
-MicroPython rp2 port on rp2040js, tools/rp2emu.py), beside the unix port's (the rest of
+MicroPython rp2 port on rp2040js, tools/bringup/rp2emu.py), beside the unix port's (the rest of
 tools/bench/).
 
 - heap the code keeps after import from armv6m .mpy (probes/heap.py's import hook, run by
@@ -8,7 +8,7 @@ tools/bench/).
 - the minimum free heap at which rotations still succeed: after one warm-up rotation a
   ballast allocation leaves a chosen amount free, bisected until two rotations pass.
 
-Rotations go to the reference server through the console relay (tools/rp2relay.py; the
+Rotations go to the reference server through the console relay (tools/bringup/rp2relay.py; the
 Pico has no network), its clock running at the board's speed.
 
     PYTHONPATH=tools python -m bench.rp2 [--quick]      # prints the figures as JSON
@@ -28,19 +28,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import rp2relay
-from boardctl import RemoteBoard, board_info
-from deploy import build
+from bringup import boards, rp2relay
+from bringup.boardctl import RemoteBoard, board_info
+from bringup.deploy import build
+from bringup.rp2emu import Rp2Emu, missing
 from refserver import RefServer
-from rp2emu import Rp2Emu, missing
 
-import boards
 from bench.plan import PROBES
 
 # What goes onto the Pico beside the firmware, compiled for it: the probes and the relay
 # transport (the Pico has no network).
 ON_BOARD = (Path(PROBES) / "heap.py", Path(PROBES) / "pico_heap.py",
-            boards.ROOT / "tools" / "relay_transport.py")
+            boards.ROOT / "tools" / "bringup" / "onboard" / "relay_transport.py")
 ROTATIONS = 2  # a ballast probe passes when this many rotations complete
 FREE_MAX = 64 * 1024  # bytes: the first upper bound of the bisection (doubled while it fails)
 PROBE_TIMEOUT_S = 600
@@ -165,8 +164,8 @@ def section(rp2: dict[str, Any], unix: dict[str, Any]) -> list[str]:
     out += ["Measured by tools/bench/rp2.py on the real MicroPython rp2 port (%s, "
             "RPI_PICO, Cortex-M0+) on the rp2040js emulator: main.py and the package as "
             "armv6m `.mpy` on the board's littlefs, each rotation relayed over the console "
-            "to the reference server (tools/relay_transport.py: a plain Pico has no "
-            "network). So the Pico loads no HTTP client (%s: not loaded there) and no TLS; "
+            "to the reference server (tools/bringup/onboard/relay_transport.py: a plain Pico "
+            "has no network). So the Pico loads no HTTP client (%s: not loaded there) and no TLS; "
             "on a Pico W those come on top. The unix column is this run's 64-bit figure "
             "from the sections above, over the same modules. What a transport does differs "
             "(the relay encodes JSON and base64; wire reads the socket and splits the "

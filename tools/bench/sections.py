@@ -9,7 +9,7 @@ import json
 import os
 from typing import Any
 
-from unixboard import ROOT
+from bringup.unixboard import ROOT
 
 from bench.plan import ARCHS, WHO, BenchPlan
 from bench.summary import Row, code_heap, loaded, median, num, table, wear

@@ -5,5 +5,5 @@
 #   images.py    formatted images of every filesystem a board may use, mounted with
 #                MicroPython's own drivers; what a FAT block holds, for traces
 #   sweep.py     `make powercut`: the token store cut at every write point (MicroPython)
-#   live.py      the whole firmware on a power-losing image, for test_powercut_live.py
+#   live.py      the whole firmware on a power-losing image (powercut_tests/test_powercut_live.py)
 # Nothing here imports the tests; the tests import this.

@@ -1,5 +1,5 @@
 # The whole firmware under power loss, on the MicroPython unix port. Copied as
-# powercut_live.py into a unix board directory (tools/unixboard.py's layout, config.json
+# powercut_live.py into a unix board directory (tools/bringup/unixboard.py's layout, config.json
 # with "store_dir": "/flash") and run there:
 #
 #   micropython powercut_live.py [K [TORN]]   the device loop; the power goes after write K

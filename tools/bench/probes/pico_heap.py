@@ -4,7 +4,7 @@
 # regtoken package as armv6m .mpy). The firmware's code, its store on the board's littlefs
 # and its clock; only the transport is the relay (the Pico has no network).
 #
-#   heap(cycles=N)   (each called by tools/rp2relay.py's call(), after a soft reset)
+#   heap(cycles=N)   (each called by tools/bringup/rp2relay.py's call(), after a soft reset)
 #       RESULT {"what": "imports", ...} and {"what": "cycle", ...} as heap.py prints
 #       ("parts": bytes allocated inside the transport, the commit, the log, and the total)
 #   ballast(free=BYTES, rotations=N)
