@@ -18,7 +18,7 @@ SERVER = "server"  # any other status: 5xx, 429, proxies
 
 def valid_token(t):
     # printable ASCII, no spaces: it goes into JSON and headers
-    return isinstance(t, str) and 0 < len(t) <= MAX_TOKEN and all("!" <= c <= "~" for c in t)
+    return isinstance(t, str) and 0 < len(t) <= MAX_TOKEN and "!" <= min(t) and max(t) <= "~"
 
 
 def token_object(body):

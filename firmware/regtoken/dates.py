@@ -24,10 +24,14 @@ def _unix(y, mo, d, h, mi, s):
 
 
 def _num(s, a, b):
-    part = s[a:b]
-    if len(part) != b - a or not part.isdigit():
-        raise ValueError("bad date-time")
-    return int(part)
+    # the digits s[a:b] as an int, read in place (no slice: nothing allocated)
+    n = 0
+    for i in range(a, b):
+        c = ord(s[i]) - 48
+        if not 0 <= c <= 9:
+            raise ValueError("bad date-time")
+        n = n * 10 + c
+    return n
 
 
 def rfc3339(s):
@@ -35,26 +39,26 @@ def rfc3339(s):
     None (a token that never expires) stays None."""
     if s is None:
         return None
-    if not isinstance(s, str) or not 20 <= len(s) <= 40 or s[4] + s[7] + s[13] + s[16] != "--::" \
-            or s[10] not in "Tt ":
+    if not isinstance(s, str) or not 20 <= len(s) <= 40 or s[4] != "-" or s[7] != "-" \
+            or s[13] != ":" or s[16] != ":" or s[10] not in "Tt ":
         raise ValueError("bad date-time")
     t = _unix(_num(s, 0, 4), _num(s, 5, 7), _num(s, 8, 10), _num(s, 11, 13), _num(s, 14, 16),
               _num(s, 17, 19))
     i = 19
+    n = len(s)
     if s[i] == ".":
         i += 1
         j = i
-        while i < len(s) and s[i].isdigit():
+        while i < n and "0" <= s[i] <= "9":
             i += 1
         if i == j:
             raise ValueError("bad date-time")
-    zone = s[i:]
-    if zone in ("Z", "z"):
+    if n - i == 1 and s[i] in "Zz":
         return t
-    if len(zone) != 6 or zone[0] not in "+-" or zone[3] != ":":
+    if n - i != 6 or s[i] not in "+-" or s[i + 3] != ":":
         raise ValueError("bad date-time")
-    off = _num(zone, 1, 3) * 3600 + _num(zone, 4, 6) * 60
-    return t - off if zone[0] == "+" else t + off
+    off = _num(s, i + 1, i + 3) * 3600 + _num(s, i + 4, i + 6) * 60
+    return t - off if s[i] == "+" else t + off
 
 
 def iso(t):

@@ -7,4 +7,4 @@ def redact(token):
 
 
 def log(msg):
-    print("[regtoken] " + msg)
+    print("[regtoken]", msg)  # two pieces: no line built

@@ -75,6 +75,11 @@ class Refresher:
         self._wait = 0  # the last backoff wait, 0 after a success
         self._counts = {"attempts": 0, "rotations": 0, "recoveries": 0, "failures": 0}
         self._cbs: tuple = ([], [])  # on_token's, on_state's
+        # the refresh call's URL and headers never change: built once, not per call
+        self._url = cfg["api_url"] + PATH
+        self._h = {"Content-Type": "application/json"}
+        if cfg["provisioning_token"]:
+            self._h["Authorization"] = "DeviceToken " + cfg["provisioning_token"]
         if cfg["api_url"][:6] == "https:" and not cfg["tls_verify"]:
             self.log("WARNING: tls_verify is false: the server is not verified")
         self._boot()
@@ -228,12 +233,11 @@ class Refresher:
             return self.prov.request()
         self._counts["attempts"] += 1
         self.log("refresh: presenting " + redact(self.token))
-        c = self.cfg
-        h = {"Content-Type": "application/json"}
-        if c["provisioning_token"]:
-            h["Authorization"] = "DeviceToken " + c["provisioning_token"]
-        body = json.dumps({"registrationToken": self.rec.token}).encode()
-        return "PUT", c["api_url"] + PATH, body, h
+        t = self.rec.token
+        # a token is printable ASCII: only '"' and '\\' would need JSON's escapes
+        body = json.dumps({"registrationToken": t}) if '"' in t or "\\" in t else \
+            '{"registrationToken": "%s"}' % t
+        return "PUT", self._url, body.encode(), self._h
 
     def _call(self):
         try:

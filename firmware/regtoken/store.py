@@ -54,9 +54,11 @@ def fingerprint(token):
 
 
 def encode(rec):
-    body = ("%d %s %d %s %d %s %s" % (rec.gen, rec.exp, rec.due, rec.seed, rec.at, rec.why,
-                                      rec.token)).encode()
-    return b"RT1 " + _crc(body).encode() + b" " + body + b"\n"
+    # one str, one buffer: the checksum is written into its place in the buffer
+    data = bytearray("RT1 -------- %d %s %d %s %d %s %s\n" % (
+        rec.gen, rec.exp, rec.due, rec.seed, rec.at, rec.why, rec.token), "utf-8")
+    data[4:12] = b"%08x" % (crc32(memoryview(data)[13:-1]) & 0xFFFFFFFF)
+    return data
 
 
 def decode(data):

