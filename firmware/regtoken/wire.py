@@ -17,7 +17,8 @@ import time
 LINE = 256  # longest header line kept; longer ones of unused headers pass by
 HEAD = 32768  # header bytes read at most (a CDN adds ~7 KB; 64 KB is refused)
 BODY = 2048  # a token object is ~300 bytes
-_KEEP = (b"date", b"retry-after", b"content-length", b"transfer-encoding")
+# the headers used, by the length of their name
+_KEEP = {4: "date", 11: "retry-after", 14: "content-length", 17: "transfer-encoding"}
 
 
 def _err(why, code=errno.EIO):
@@ -35,17 +36,6 @@ def split_url(url):
         host, _, port = hostport.partition(":")
     tls = scheme == "https"
     return tls, host, int(port) if port else (443 if tls else 80), "/" + path, hostport
-
-
-def _recv(s, mv, p):
-    """Bytes read into mv (0 at EOF), waiting as often as the socket says."""
-    while True:
-        n = s.readinto(mv)
-        if n is not None:
-            return n
-        if p:
-            p.register(s, select.POLLIN)
-        yield
 
 
 def answer(s, line, body, p=None):
@@ -66,7 +56,13 @@ def answer(s, line, body, p=None):
                 if not skip and (status is None or _name(line, 0, n)):
                     raise _err("header too long")
                 skip, n = 1, 0
-            k = yield from _recv(s, mv[n:], p)
+            while True:  # read, waiting as often as the socket says (no generator per read)
+                k = s.readinto(mv[n:])
+                if k is not None:
+                    break
+                if p:
+                    p.register(s, select.POLLIN)
+                yield
             seen += k
             if not k or seen > HEAD:
                 raise _err("headers too long" if k else "truncated")
@@ -78,7 +74,7 @@ def answer(s, line, body, p=None):
             elif status is None:
                 if not line.startswith(b"HTTP/1.", a) or not line[a + 9:a + 12].isdigit():
                     raise _err("not HTTP")
-                status = (line[a + 9] * 100 + line[a + 10] * 10 + line[a + 11]) - 5328
+                status = line[a + 9] * 100 + line[a + 10] * 10 + line[a + 11] - 5328
             elif j - a < 2:  # the empty line ("\r" at most): headers done
                 break
             else:
@@ -89,7 +85,7 @@ def answer(s, line, body, p=None):
                         a += 1
                     while j > a and line[j - 1] in b" \t\r":
                         j -= 1
-                    h[k.decode()] = str(mv[a:j], "utf-8")
+                    h[k] = str(mv[a:j], "utf-8")
     # the body: what came with the headers, then up to its length, chunked end or EOF
     bv = memoryview(body)
     m = n - i
@@ -108,7 +104,12 @@ def answer(s, line, body, p=None):
     while m < want and not (te and body.find(b"0\r\n\r\n", m - 5 if m > 5 else 0, m) >= 0):
         if m >= BODY:
             raise _err("body too long")
-        k = yield from _recv(s, bv[m:], p)
+        k = s.readinto(bv[m:])
+        if k is None:
+            if p:
+                p.register(s, select.POLLIN)
+            yield
+            continue
         if not k:
             if want <= BODY:
                 raise _err("truncated")
@@ -119,17 +120,18 @@ def answer(s, line, body, p=None):
 
 
 def _name(line, a, j):
-    """The name (one of _KEEP) of the header line line[a:j], if it is one we keep.
-    Lower-cases the name in the buffer itself: no copy."""
+    """The name (one of _KEEP) of the header line line[a:j], if it is one we keep;
+    compared in place, case-insensitively: no copy."""
     c = line.find(b":", a, j) - a
-    for k in _KEEP:
-        if len(k) == c:
-            for x in range(a, a + c):
-                if 64 < line[x] < 91:
-                    line[x] += 32
-            if line.startswith(k, a):
-                return k
-    return None
+    k = _KEEP.get(c)
+    if k:
+        for x in range(c):
+            b = line[a + x]
+            if 64 < b < 91:
+                b += 32
+            if b != ord(k[x]):
+                return None
+    return k
 
 
 def _dechunk(data):
