@@ -232,7 +232,7 @@ class Refresher:
         if self.prov:
             return self.prov.request()
         self._counts["attempts"] += 1
-        self.log("refresh: presenting " + redact(self.token))
+        self.log("refresh: presenting %s" % redact(self.token))
         t = self.rec.token
         # a token is printable ASCII: only '"' and '\\' would need JSON's escapes
         body = json.dumps({"registrationToken": t}) if '"' in t or "\\" in t else \
@@ -241,13 +241,15 @@ class Refresher:
 
     def _call(self):
         try:
-            return self.http.request(*self._request())
+            m, u, b, h = self._request()  # not *args: a call through * costs heap
+            return self.http.request(m, u, b, h)
         except Exception as e:  # every transport failure is one failed attempt
             return e
 
     async def _acall(self):
         try:
-            return await self.http.arequest(*self._request())
+            m, u, b, h = self._request()
+            return await self.http.arequest(m, u, b, h)
         except Exception as e:
             return e
 
@@ -262,7 +264,7 @@ class Refresher:
             elif isinstance(answer, Exception):
                 self._fail("transport", "transport: %s %s" % (type(answer).__name__, answer))
             else:
-                self._settle(*answer)
+                self._settle(answer[0], answer[1], answer[2])
         except Exception as e:  # MemoryError too
             try:
                 self._fail("error", "%s %s" % (type(e).__name__, e))
@@ -340,10 +342,10 @@ class Refresher:
         self._emit(self._cbs[0], rec.token, self.expires)
         self._set(HEALTHY, rec.due or None, what)
 
-    def _emit(self, cbs, *args):
+    def _emit(self, cbs, a, b):
         for cb in cbs:
             try:
-                cb(*args)
+                cb(a, b)
             except Exception as e:  # the application's bug must not stop the refresher
                 self.log("callback: %s %s" % (type(e).__name__, e))
 
