@@ -1,5 +1,21 @@
-# PEM -> DER, imported only when a ca_file is PEM text (mbedTLS here takes DER).
+# The CA certificates of a verified https api_url, PEM decoded to DER (mbedTLS here takes
+# DER). Imported only for a verified https api_url.
 from binascii import a2b_base64
+
+from .error import ConfigError
+
+
+def ca_file(cfg):
+    """The ca_file's certificates as a list of DER blobs; ConfigError if it holds none."""
+    try:
+        with open(cfg["ca_file"], "rb") as f:
+            ca = f.read()
+    except OSError:
+        ca = b""
+    ca = der(ca) if b"-----BEGIN" in ca else [ca] if ca else []
+    if not ca:
+        raise ConfigError("%s: 'ca_file' holds no certificate" % cfg.get("_from", "config"))
+    return ca
 
 
 def der(data):

@@ -10,12 +10,12 @@
 # own scheduler can drive it. Only a power cut stops it: any exception inside a step is a
 # failed attempt, and one raised by a callback is logged.
 import json
+from random import random as _random
 
 from . import policy
 from .answer import FORBIDDEN, GONE, RECOVERED, ROTATED, classify
 from .clock import Clock
 from .dates import http_date, iso
-from .error import ConfigError
 from .log import log as _log
 from .log import redact
 from .store import DEAD, NEVER, UNKNOWN, Record, Store, fingerprint
@@ -28,12 +28,6 @@ PATH = "/devices/registration-tokens/refresh"
 RELEASED = 1796083200  # 2026-12-01: no clock running this firmware can be earlier
 
 
-def _random():
-    import random
-
-    return random.random()
-
-
 def _transport(cfg):
     """The HTTP seam the config asks for: the own verified client, or urequests."""
     if cfg["transport"] != "wire":
@@ -44,19 +38,9 @@ def _transport(cfg):
 
     ca = None
     if cfg["api_url"][:6] == "https:" and cfg["tls_verify"]:
-        try:
-            with open(cfg["ca_file"], "rb") as f:
-                ca = f.read()
-        except OSError:
-            ca = b""
-        if b"-----BEGIN" in ca:
-            from .pem import der
+        from .pem import ca_file  # only for verified https: off the heap of http
 
-            ca = der(ca)
-        elif ca:
-            ca = [ca]
-        if not ca:
-            raise ConfigError("%s: 'ca_file' holds no certificate" % cfg.get("_from", "config"))
+        ca = ca_file(cfg)
     return Wire(cfg["timeout_s"], ca)
 
 
@@ -117,19 +101,9 @@ class Refresher:
     async def astep(self):
         """step() for asyncio: waits until something is due (no polling; force() wakes
         it), does it with the HTTP call yielding to the loop, returns the next wait."""
-        import asyncio
+        from .aio import astep  # the asyncio code stays off the heap of a plain loop
 
-        w = self.due_in()
-        if w != 0:
-            e = self._ev = self._ev or asyncio.Event()
-            e.clear()
-            try:  # at most a day per wait: asyncio's ticks overflow after a few
-                await (e.wait() if w is None else asyncio.wait_for(e.wait(), min(w, 86400)))
-            except asyncio.TimeoutError:
-                pass
-        if self.due_in() == 0:
-            self._run(self._pending or await self._acall())
-        return self.due_in()
+        return await astep(self)
 
     def force(self):
         """Refresh now, e.g. after the application's own cloud call was refused. Only a
@@ -246,13 +220,6 @@ class Refresher:
         except Exception as e:  # every transport failure is one failed attempt
             return e
 
-    async def _acall(self):
-        try:
-            m, u, b, h = self._request()
-            return await self.http.arequest(m, u, b, h)
-        except Exception as e:
-            return e
-
     def _run(self, answer):
         """Act on an answer (status, headers, body), the exception the call raised, or
         the record to commit again. Whatever goes wrong is a failed attempt."""
@@ -292,7 +259,7 @@ class Refresher:
             self._need("410: provision this device", GONE)
         elif kind == FORBIDDEN:
             self._wait = policy.floor(max(self.cfg["backoff_max_s"], retry), self.rand())
-            cur.due, cur.why = self._after(self._wait), FORBIDDEN
+            cur.due, cur.why = self.clock.now() + self._wait + 1, FORBIDDEN
             self._commit(cur)
             self._set(FORBIDDEN, cur.due, "403 forbidden: next try in %ds" % self._wait,
                       FORBIDDEN)
@@ -304,12 +271,9 @@ class Refresher:
         c = self.cfg
         self._wait = policy.backoff(self._wait, c["backoff_min_s"], c["backoff_max_s"],
                                     self.rand(), retry, self.expires_in())
-        self._set(BACKOFF, self._after(self._wait), "%s; retry in %ds" % (why, self._wait),
-                  reason)
-
-    def _after(self, wait):
         # now() drops the fraction of the current second: +1 so a wait is never shorter
-        return self.clock.now() + wait + 1
+        self._set(BACKOFF, self.clock.now() + self._wait + 1,
+                  "%s; retry in %ds" % (why, self._wait), reason)
 
     def _due(self, now, exp):
         if exp is None:

@@ -245,14 +245,6 @@ class Wire:
         return self.ans
 
     async def arequest(self, method, url, body, headers):
-        import asyncio
+        from .aio import arequest  # the asyncio code stays off the heap of a plain loop
 
-        x = self._prep(method, url, body, headers)
-        try:
-            for _ in x:
-                while next(self.p.ipoll(0), None) is None:  # type: ignore[union-attr]
-                    self._left()
-                    await asyncio.sleep_ms(10)  # the other tasks run; at most 10 ms of lag
-        finally:
-            x.close()
-        return self.ans
+        return await arequest(self, self._prep(method, url, body, headers))
