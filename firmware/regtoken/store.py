@@ -89,16 +89,13 @@ class Files:
     """The flash edge: whole-file reads and in-place writes under one directory."""
 
     def __init__(self, root=""):
-        self.root = root
-
-    def path(self, name):
-        return self.root + "/" + name if self.root else name
+        self.root = root + "/" if root else ""  # prefixes every name
 
     def read(self, name, limit):
         """None if there is no such file; b"" if it is there but cannot be read (e.g. a
         FAT directory entry torn by a cut reads as EIO): damage, not an empty slot."""
         try:
-            with open(self.path(name), "rb") as f:
+            with open(self.root + name, "rb") as f:
                 return f.read(limit)
         except OSError as e:
             return None if e.args[0] == 2 else b""  # ENOENT
@@ -106,7 +103,7 @@ class Files:
     def write(self, name, data):
         """Overwrite from the start, in place: no truncation, no new allocation. Only a
         missing file, or one a cut left unwritable (a torn FAT entry), is made anew."""
-        p = self.path(name)
+        p = self.root + name
         try:
             _put(p, "r+b", data)
         except OSError as e:
@@ -124,7 +121,7 @@ class Files:
         import os
 
         try:
-            os.mkdir(self.path(name))
+            os.mkdir(self.root + name)
         except OSError as e:
             # EEXIST: it is there. Anything else, e.g. no space (FAT says EACCES), is the
             # commit's failure, not a later ENOENT.

@@ -24,10 +24,10 @@ def tmp_then_rename(fs, rec):
 
     fs.write("token.a/record.tmp", store.encode(rec))
     try:  # remove, then rename: what FAT's driver does on its own
-        os.remove(fs.path(store.SLOTS[0]))
+        os.remove(fs.root + store.SLOTS[0])
     except OSError:
         pass
-    os.rename(fs.path("token.a/record.tmp"), fs.path(store.SLOTS[0]))
+    os.rename(fs.root + "token.a/record.tmp", fs.root + store.SLOTS[0])
 
 
 WRITES = {"in-place": in_place, "tmp-then-rename": tmp_then_rename}
