@@ -86,10 +86,12 @@ def _put(path, mode, data):
 
 
 class Files:
-    """The flash edge: whole-file reads and in-place writes under one directory."""
+    """The flash edge: whole-file reads, read-backs and in-place writes under one
+    directory."""
 
     def __init__(self, root=""):
         self.root = root + "/" if root else ""  # prefixes every name
+        self.buf = None
 
     def read(self, name, limit):
         """None if there is no such file; b"" if it is there but cannot be read (e.g. a
@@ -99,6 +101,25 @@ class Files:
                 return f.read(limit)
         except OSError as e:
             return None if e.args[0] == 2 else b""  # ENOENT
+
+    def same(self, name, data):
+        """True when the file starts with `data` (a commit's read-back), compared through
+        a small buffer: no second copy of the record on the heap."""
+        b = self.buf = self.buf or bytearray(64)
+        i = 0
+        try:
+            with open(self.root + name, "rb") as f:
+                while i < len(data):
+                    n = f.readinto(b)
+                    if not n:
+                        return False
+                    for k in range(min(n, len(data) - i)):
+                        if b[k] != data[i + k]:
+                            return False
+                    i += n
+        except OSError:
+            return False
+        return True
 
     def write(self, name, data):
         """Overwrite from the start, in place: no truncation, no new allocation. Only a
@@ -169,7 +190,7 @@ class Store:
                     self.fs.mkdir(slot[:7])
                 self.fs.write(SLOTS[self.slot], data)
             self.fs.write(name, data)
-            ok = self.fs.read(name, len(data)) == data
+            ok = self.fs.same(name, data)
         except OSError as e:
             # a full filesystem prints as a bare "28" on MicroPython: name it
             raise StoreError("commit failed: " + ("filesystem full" if e.args[0] == 28 else

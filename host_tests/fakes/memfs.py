@@ -17,6 +17,10 @@ class MemFS:
         data = self.files.get(name)
         return None if data is None else data[:limit]
 
+    def same(self, name, data):
+        data = bytes(data)
+        return self.read(name, len(data)) == data
+
     def write(self, name, data):
         # in place, like Files.write: the new bytes over the start of the old ones
         old = self.files.get(name, b"")
