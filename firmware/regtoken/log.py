@@ -3,7 +3,7 @@
 
 
 def redact(token):
-    return "%s...(%d)" % (token[:6], len(token)) if token else "<none>"
+    return "%.6s...(%d)" % (token, len(token)) if token else "<none>"  # %.6s: no slice
 
 
 def log(msg):
