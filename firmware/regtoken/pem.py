@@ -1,5 +1,5 @@
-# The CA certificates of a verified https api_url, PEM decoded to DER (mbedTLS here takes
-# DER). Imported only for a verified https api_url.
+# TLS, imported only for an https api_url: the CA certificates of a verified one, PEM
+# decoded to DER (mbedTLS here takes DER), and the socket wrapped by wire.Wire.
 from binascii import a2b_base64
 
 from .error import ConfigError
@@ -32,3 +32,13 @@ def der(data):
         elif b64 is not None:
             b64.append(line)
     return out
+
+
+def wrap(s, host, ca):
+    import tls
+
+    ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = tls.CERT_NONE if ca is None else tls.CERT_REQUIRED  # type: ignore
+    for der in ca or ():
+        ctx.load_verify_locations(der)
+    return ctx.wrap_socket(s, server_hostname=host, do_handshake_on_connect=False)

@@ -150,16 +150,6 @@ def _dechunk(data):
         raise _err("bad chunks")
 
 
-def _wrap(s, host, ca):
-    import tls
-
-    ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
-    ctx.verify_mode = tls.CERT_NONE if ca is None else tls.CERT_REQUIRED  # type: ignore
-    for der in ca or ():
-        ctx.load_verify_locations(der)
-    return ctx.wrap_socket(s, server_hostname=host, do_handshake_on_connect=False)
-
-
 class Wire:
     def __init__(self, timeout_s, ca=None):
         self.timeout_s = timeout_s
@@ -213,8 +203,10 @@ class Wire:
             p.register(s, select.POLLOUT)
             yield
             if self.parts[0]:
+                from .pem import wrap  # TLS code only for https
+
                 p.unregister(s)
-                s = _wrap(s, self.parts[1], self.ca)
+                s = wrap(s, self.parts[1], self.ca)
             while out:
                 n = s.write(out)
                 if n is None:  # a TLS write that cannot proceed awaits handshake data
