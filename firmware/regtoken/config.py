@@ -30,9 +30,9 @@ def validate(raw, name="config"):
             raise bad(k, "is not a known key")
         cfg[k] = raw[k]
     url = cfg.get("api_url", "")
-    try:
-        from .wire import split_url
+    from .wire import split_url  # outside the try: a MemoryError is no bad URL
 
+    try:
         https, host = split_url(url)[:2]
         ok = url.split("://")[0] in ("http", "https") and host and " " not in url
     except Exception:
