@@ -154,12 +154,16 @@ class Wire:
     def __init__(self, timeout_s, ca=None):
         self.timeout_s = timeout_s
         self.ca = ca
-        self.url = self.parts = self.key = self.head = self.bufs = self.p = self.ans = None
+        self.url = self.key = self.ans = None
+        self.p = select.poll()  # one for every request: its sockets come and go
+        # set by the first request; the buffers then live as long as the client
+        self.parts: tuple = None  # type: ignore[assignment]
+        self.head: tuple = None  # type: ignore[assignment]
+        self.bufs: tuple = None  # type: ignore[assignment]
 
     def _prep(self, method, url, body, headers):
         """The whole request in the body buffer (one write, one TLS record), the server's
         address and the deadline. Not a generator: its locals cost no heap."""
-        self.p = self.p or select.poll()
         # the buffers live as long as the client: no garbage per request, no fragments
         self.bufs = self.bufs or (bytearray(LINE), bytearray(BODY))
         # the head, but for Content-Length, is the same for every call with the same
@@ -214,7 +218,7 @@ class Wire:
                     yield
                 else:
                     out = out[n:]
-            self.ans = yield from answer(s, *self.bufs, p)
+            self.ans = yield from answer(s, self.bufs[0], self.bufs[1], p)
         except ValueError as e:  # how mbedTLS reports a failed verification
             raise _err("TLS: " + " ".join(str(e).split()), errno.ECONNABORTED)
         finally:
@@ -231,7 +235,7 @@ class Wire:
         x = self._prep(method, url, body, headers)
         try:
             for _ in x:
-                self.p.ipoll(self._left())  # type: ignore[union-attr]
+                self.p.ipoll(self._left())
         finally:
             x.close()  # a timeout: close the socket now, not at the next gc
         return self.ans
