@@ -174,6 +174,9 @@ class Wire:
                          "Content-Length: " % (method, self.parts[3], self.parts[4], "".join(
                              "%s: %s\r\n" % kv for kv in headers.items()))).encode(), headers
         tls, host, port, path, hostport = self.parts
+        import socket  # here: a board without one (a plain Pico, another transport) can still
+        # import wire for split_url, which the config validator uses
+
         self.ans = None
         self.deadline = time.ticks_add(time.ticks_ms(), int(self.timeout_s * 1000))
         try:
@@ -195,6 +198,8 @@ class Wire:
         the socket registered in self.p, and leaves (status, headers, body) in self.ans.
         The two drivers below differ only in how they wait; a `for` loop drives it, so
         nothing is allocated for its end (no StopIteration)."""
+        import socket
+
         p = self.p
         s = socket.socket(ai[0], socket.SOCK_STREAM, ai[2])
         try:
