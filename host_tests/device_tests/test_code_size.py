@@ -6,8 +6,8 @@ import subprocess
 import tempfile
 
 import pytest
-from conftest import ROOT
 from bringup.unixboard import MPY_FLAGS
+from conftest import ROOT
 
 PACKAGE = os.path.join(ROOT, "firmware", "regtoken")
 BUDGET = 12288  # the whole package, self-provisioning and policy growth included
