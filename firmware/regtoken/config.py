@@ -51,7 +51,7 @@ def validate(raw, name="config"):
     for k, rule in RULES.items():
         v = cfg[k]
         if type(rule) is tuple:
-            if v not in rule:
+            if v not in rule or type(v) is not type(rule[0]):  # JSON 1 is no true
                 w = ['"%s"' % c if isinstance(c, str) else str(c).lower() for c in rule]
                 raise bad(k, "must be %s or %s" % (", ".join(w[:-1]), w[-1]))
         elif (v is not None or DEFAULTS[k] is not None) and not isinstance(v, rule):

@@ -45,6 +45,8 @@ def test_each_bad_value_names_its_key():
     refused("provisioning_token", provisioning_token="a\r\nX-Evil: 1")
     refused("initial_expiration", initial_expiration="tomorrow")
     refused("tls_verify", tls_verify="false")
+    refused("tls_verify", tls_verify=0)  # JSON 0/1 are numbers, not false/true
+    refused("reprovision", reprovision=1)
     refused("ca_file", ca_file=3)
     refused("wifi", wifi="ssid")
     refused("wifi", wifi={"password": "x"})
