@@ -28,8 +28,9 @@ import signal
 import subprocess
 import termios
 import threading
+import time
 import tty
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 CHUNK = 4096
@@ -182,6 +183,79 @@ class PtyBridge:
             self.link.unlink()
 
     def __enter__(self) -> PtyBridge:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class BridgedBoard:
+    """A board that is a program behind a PtyBridge (the unix port, the rp2 emulator):
+    start it, wait until its console answers, stop it. A subclass gives `tty`, its
+    `command()`, how to `_bridge()` it, `_ready()` (what "up" means), its error class
+    and its name in messages."""
+
+    error: type[Exception] = PtyBridgeError
+    name = "the board"
+    tty: Path
+    bridge: PtyBridge | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _bridge(self) -> PtyBridge:
+        raise NotImplementedError
+
+    def _ready(self) -> None:
+        pass
+
+    def start(self) -> BridgedBoard:
+        self.bridge = self._bridge()
+        try:
+            self.bridge.start()
+            self._ready()
+        except PtyBridgeError as e:
+            self.stop()
+            raise self.error(str(e)) from e
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def poke_until(self, done: Callable[[bytes], bool], timeout: float, silent: str) -> None:
+        """Press return on the console until done(what it said): the first mpremote call
+        must find a live board. `silent` ends the error when it never does."""
+        deadline = time.monotonic() + timeout
+        fd = os.open(self.tty, os.O_RDWR | os.O_NOCTTY)
+        try:
+            tty.setraw(fd, termios.TCSANOW)
+            seen = b""
+            while not done(seen):
+                if not self.alive():
+                    proc = self.bridge.proc if self.bridge else None
+                    raise self.error("%s exited (%s)" % (self.name, proc and proc.returncode))
+                if time.monotonic() > deadline:
+                    raise self.error("%s at %s %s in %ds: %r" % (
+                        self.name, self.tty, silent, timeout, seen[-200:]))
+                os.write(fd, b"\r")
+                if select.select([fd], [], [], 0.5)[0]:
+                    seen += os.read(fd, 4096)
+        finally:
+            os.close(fd)
+
+    def alive(self) -> bool:
+        return self.bridge is not None and self.bridge.alive()
+
+    def wait(self) -> int:
+        assert self.bridge is not None
+        return self.bridge.wait()
+
+    def stop(self) -> None:
+        """Stop the program and the bridge; safe to call twice."""
+        if self.bridge is not None:
+            self.bridge.stop()
+
+    def __enter__(self) -> BridgedBoard:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -25,17 +25,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import select
 import shutil
 import signal
 import sys
 import tempfile
-import termios
-import time
-import tty as ttymod
 from pathlib import Path
 
-from bringup.ptybridge import PtyBridge, PtyBridgeError
+from bringup.ptybridge import BridgedBoard, PtyBridge
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL = ROOT / ".venv" / "rp2emu"  # npm --prefix: node_modules/rp2040js, the runner copy
@@ -103,9 +99,12 @@ def install_runner() -> Path:
     return INSTALL / "run.mjs"
 
 
-class Rp2Emu:
+class Rp2Emu(BridgedBoard):
     """One emulated Pico behind a pty at `tty`; its flash filesystem in `fs` (a file,
     loaded at start if it exists and saved when the emulator stops), or erased if None."""
+
+    error = Rp2EmuError
+    name = "the emulated Pico"
 
     def __init__(self, tty: str | os.PathLike[str], fs: str | os.PathLike[str] | None = None,
                  image: str | os.PathLike[str] | None = None, verbose: bool = False) -> None:
@@ -113,7 +112,6 @@ class Rp2Emu:
         self.fs = Path(fs).absolute() if fs else None
         self.image = Path(image) if image else find_image()
         self.verbose = verbose
-        self.bridge: PtyBridge | None = None
 
     def command(self) -> list[str]:
         why = missing(self.image)
@@ -125,61 +123,19 @@ class Rp2Emu:
             argv += ["--fs", str(self.fs)]
         return argv + (["--verbose"] if self.verbose else [])
 
-    def start(self) -> Rp2Emu:
+    def _bridge(self) -> PtyBridge:
         if self.fs:
             self.fs.parent.mkdir(parents=True, exist_ok=True)
-        self.bridge = PtyBridge(self.command(), link=self.tty, child_tty=False)
-        try:
-            self.bridge.start()
-            self.wait_console()
-        except PtyBridgeError as e:
-            self.stop()
-            raise Rp2EmuError(str(e)) from e
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        return PtyBridge(self.command(), link=self.tty, child_tty=False)
 
-    def wait_console(self) -> None:
-        """Until the board answers a return key: its REPL prompt, or the output of a
-        main.py that runs at boot (which mpremote interrupts, as on a real Pico)."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        fd = os.open(self.tty, os.O_RDWR | os.O_NOCTTY)
-        try:
-            ttymod.setraw(fd, termios.TCSANOW)
-            seen = b""
-            while not seen:
-                if not self.alive():
-                    raise Rp2EmuError("the emulator exited (%s)" % self.bridge_rc())
-                if time.monotonic() > deadline:
-                    raise Rp2EmuError("the emulated Pico at %s said nothing in %ds"
-                                      % (self.tty, READY_TIMEOUT_S))
-                os.write(fd, b"\r")
-                if select.select([fd], [], [], 0.5)[0]:
-                    seen += os.read(fd, 4096)
-        finally:
-            os.close(fd)
-
-    def bridge_rc(self) -> int | None:
-        return self.bridge.proc.returncode if self.bridge and self.bridge.proc else None
-
-    def alive(self) -> bool:
-        return self.bridge is not None and self.bridge.alive()
-
-    def wait(self) -> int:
-        assert self.bridge is not None
-        return self.bridge.wait()
-
-    def stop(self) -> None:
-        """Stop the emulator (it saves the filesystem to `fs` first) and the bridge."""
-        if self.bridge is not None:
-            self.bridge.stop()
+    def _ready(self) -> None:
+        # its REPL prompt, or the output of a main.py that runs at boot (which mpremote
+        # interrupts, as on a real Pico): any answer to a return key
+        self.poke_until(bool, READY_TIMEOUT_S, "said nothing")
 
     def __enter__(self) -> Rp2Emu:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.start()
+        return self
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,15 +20,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import select
 import signal
 import sys
-import termios
-import time
-import tty as ttymod
 from pathlib import Path
 
-from bringup.ptybridge import PtyBridge, PtyBridgeError
+from bringup.ptybridge import BridgedBoard, PtyBridge
 from bringup.unixboard import find_micropython
 
 READY_TIMEOUT_S = 60.0  # the unix port starts in well under a second; CI machines are slow
@@ -38,7 +34,10 @@ class VirtualBoardError(Exception):
     pass
 
 
-class VirtualBoard:
+class VirtualBoard(BridgedBoard):
+    error = VirtualBoardError
+    name = "the unix port"
+
     def __init__(self, root: str | os.PathLike[str], tty: str | os.PathLike[str],
                  micropython: str | None = None, run_main: bool = False,
                  heap: str | None = None) -> None:
@@ -47,7 +46,6 @@ class VirtualBoard:
         self.micropython = micropython or find_micropython()
         self.run_main = run_main
         self.heap = heap
-        self.bridge: PtyBridge | None = None
 
     def command(self) -> list[str]:
         if not self.micropython:
@@ -55,60 +53,18 @@ class VirtualBoard:
         exe = [self.micropython] + (["-X", "heapsize=" + self.heap] if self.heap else [])
         return exe + (["-i", "main.py"] if self.run_main else [])
 
-    def start(self) -> VirtualBoard:
+    def _bridge(self) -> PtyBridge:
         self.root.mkdir(parents=True, exist_ok=True)
-        self.bridge = PtyBridge(self.command(), link=self.tty, cwd=self.root)
-        try:
-            self.bridge.start()
-            if not self.run_main:
-                self._wait_prompt(time.monotonic() + READY_TIMEOUT_S)
-        except PtyBridgeError as e:
-            self.stop()
-            raise VirtualBoardError(str(e)) from e
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        return PtyBridge(self.command(), link=self.tty, cwd=self.root)
 
-    def _wait_prompt(self, deadline: float) -> None:
-        """Wait until the REPL answers, so the first mpremote call finds a live board."""
-        fd = os.open(self.tty, os.O_RDWR | os.O_NOCTTY)
-        try:
-            ttymod.setraw(fd, termios.TCSANOW)
-            seen = b""
-            while b">>> " not in seen:
-                self._check_alive()
-                if time.monotonic() > deadline:
-                    raise VirtualBoardError("the unix port at %s gave no prompt in %ds: %r"
-                                            % (self.tty, READY_TIMEOUT_S, seen[-200:]))
-                os.write(fd, b"\r")
-                if select.select([fd], [], [], 0.5)[0]:
-                    seen += os.read(fd, 4096)
-        finally:
-            os.close(fd)
-
-    def _check_alive(self) -> None:
-        if not self.alive():
-            code = self.bridge.proc.returncode if self.bridge and self.bridge.proc else None
-            raise VirtualBoardError("the unix port exited (%s)" % code)
-
-    def alive(self) -> bool:
-        return self.bridge is not None and self.bridge.alive()
-
-    def wait(self) -> int:
-        assert self.bridge is not None
-        return self.bridge.wait()
-
-    def stop(self) -> None:
-        """Stop the unix port and the bridge; safe to call twice."""
-        if self.bridge is not None:
-            self.bridge.stop()
+    def _ready(self) -> None:
+        # main.py's own output is no prompt: a board running it is up once it started
+        if not self.run_main:
+            self.poke_until(lambda seen: b">>> " in seen, READY_TIMEOUT_S, "gave no prompt")
 
     def __enter__(self) -> VirtualBoard:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.start()
+        return self
 
 
 def main(argv: list[str] | None = None) -> int:
