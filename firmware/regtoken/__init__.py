@@ -14,17 +14,12 @@ def validate(raw, name="config"):
     """A config dict, checked, with defaults filled in; raises ConfigError."""
     # The validator runs once at boot: import it, then let it go, so that its code does
     # not stay on the heap for the years the device runs.
-    # The validator uses wire's split_url: load wire first, so that a source install
-    # compiles it before the validator is on the heap (a lower peak)
-    from . import wire
-
-    del wire
     import sys
 
     from . import config
 
-    sys.modules.pop(__name__ + ".config", None)
-    globals().pop("config", None)
+    sys.modules.pop(config.__name__)
+    del globals()["config"]
     return config.validate(raw, name)
 
 

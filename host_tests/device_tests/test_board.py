@@ -310,7 +310,7 @@ def test_clock_floor_without_any_commit_is_the_release_date(board: FakeBoard,
     from fakes.clock import VirtualClock
     from fakes.net import FakeHTTP
     from regtoken import Refresher, validate
-    from regtoken.refresher import RELEASED
+    from regtoken.boot import RELEASED
 
     clock = VirtualClock(t=946684800, trusted=False)  # an ESP32 RTC after a cold boot
     cfg = validate({"api_url": "http://device-api.test", "store_dir": str(tmp_path)})

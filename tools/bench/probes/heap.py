@@ -12,7 +12,10 @@
 # the next one would get all of it). An edge the program no longer has (a function renamed
 # or gone) stops the probe with an error naming it: the report's labels name them too.
 # Prints RESULT lines of JSON:
-#   {"what": "imports", "modules": {module: bytes it keeps on the heap}}
+#   {"what": "imports", "modules": {module still loaded: bytes it keeps on the heap},
+#    "released": {module imported at boot and let go (regtoken.config, .boot): bytes it
+#    held while loaded}, "kept": the heap still live once the program's own objects (the
+#    Refresher, the baseline's config) are dropped: the code, its names and globals}
 #   {"what": "cycle", "alloc": [bytes allocated by each measured rotation, gc disabled],
 #    "kept": [bytes each rotation left live after gc.collect()],
 #    "parts": {edge: bytes allocated inside it during one rotation}, "rotations": n}
@@ -163,11 +166,17 @@ def main(who, cycles, options):
         if opt.startswith("--rom="):
             mount_rom(opt[6:])
     costs = ImportCosts()
+    start = live()
     builtins.__import__ = costs
-    cycle, edges, rotations = firmware() if who == "firmware" else baseline()
+    program = firmware() if who == "firmware" else baseline()
     builtins.__import__ = costs.real
+    del program  # the refresher and what it holds: only the code is left
+    kept = live() - start
+    mods = {m: b for m, b in costs.modules.items() if m in sys.modules}
+    gone = {m: b for m, b in costs.modules.items() if m not in sys.modules}
+    result({"what": "imports", "modules": mods, "released": gone, "kept": kept})
+    cycle, edges, rotations = firmware() if who == "firmware" else baseline()
     check_edges(edges)
-    result({"what": "imports", "modules": costs.modules})
     if not cycles:
         return
     for _ in range(2):  # warm-up: first-boot import, lazy imports, caches

@@ -1,0 +1,75 @@
+# What a Refresher does once, when it is built: its transport, the refresh call's fixed
+# parts, the stored record (or the initial token, imported), a clock floor for TLS, and
+# the first state. Imported by Refresher.__init__ and let go after it has run.
+from . import policy
+from .answer import FORBIDDEN, GONE
+from .dates import iso
+from .log import redact
+from .refresher import HEALTHY
+from .store import NEVER, UNKNOWN, Record, fingerprint
+
+RELEASED = 1796083200  # 2026-12-01: no clock running this firmware can be earlier
+
+
+def boot(r):
+    cfg, c, log = r.cfg, r.clock, r.log
+    u = cfg["api_url"]
+    https = u[:6] == "https:"
+    if https and not cfg["tls_verify"]:
+        log("WARNING: tls_verify is false: the server is not verified")
+    if not r.http:
+        if cfg["transport"] == "wire":
+            from .wire import Wire
+
+            ca = None
+            if https and cfg["tls_verify"]:
+                from .pem import ca_file  # only for verified https: off the heap of http
+
+                ca = ca_file(cfg)
+            r.http = Wire(cfg["timeout_s"], ca)
+        else:
+            from .ureq import Urequests
+
+            r.http = Urequests(cfg["timeout_s"])
+    # the refresh call's URL and headers never change: built once, not per call
+    r._url = u + "/devices/registration-tokens/refresh"
+    r._h = h = {"Content-Type": "application/json"}
+    if cfg["provisioning_token"]:
+        h["Authorization"] = "DeviceToken " + cfg["provisioning_token"]
+    rec = r.store.load()
+    init = cfg["initial_token"]
+    # import only into an empty store, or over a refused token from another provisioning
+    if init and (rec is None or rec.due < 0 and rec.seed != fingerprint(init)):
+        exp = cfg.get("initial_expiration", UNKNOWN)
+        rec = Record(init, NEVER if exp is None else exp, 0, fingerprint(init))
+        if type(exp) is int:
+            rec.due = r._due(c.now(), exp)
+        log("import: initial token " + redact(init))
+        r._commit(rec)
+    r._use(rec)
+    if not c.trusted:
+        # TLS needs a plausible clock before NTP or a Date header corrects it: the newest
+        # time known to have passed (the last commit, else the release)
+        t = max(rec.at if rec else 0, RELEASED)
+        if c.now() < t:
+            c.set(t, False)
+            log("clock: unset, moved forward to " + iso(t))
+    now = c.now()
+    if rec is None:
+        r._need("no token", "empty")
+    elif rec.due < 0:
+        r._need("410: provision this device", GONE)
+    elif rec.exp != NEVER and not c.trusted:
+        r._set(HEALTHY, now, "clock unknown: refresh at once")  # for the Date header
+    elif rec.due > now:
+        if rec.why == FORBIDDEN:
+            r._set(FORBIDDEN, rec.due, "403 hold", FORBIDDEN)
+        else:
+            r._set(HEALTHY, rec.due, "scheduled")
+    elif rec.exp == UNKNOWN:
+        r._set(HEALTHY, now, "imported")
+    elif rec.due == 0:
+        r._set(HEALTHY, None, "never expires")
+    else:
+        # off past its refresh point: spread a fleet that powers up together
+        r._set(HEALTHY, now + policy.boot_delay(now, rec.exp, r.rand()), "overdue")
