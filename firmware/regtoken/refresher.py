@@ -30,6 +30,13 @@ PROVISIONING = "provisioning"  # self-provisioning (selfprov.py) is running
 
 
 class Refresher:
+    # set by boot.py and _use (annotations only: no code, no heap)
+    rec: Record  # None until a record exists
+    token: str  # None when there is none
+    expires: int  # None: never, or not known
+    _url: str
+    _h: dict
+
     def __init__(self, cfg, transport=None, store=None, clock=None, rand=None, log=None):
         self.cfg = cfg
         self.log = _log if log is None else log  # an empty list-like log is still one
@@ -118,9 +125,9 @@ class Refresher:
         # refused, or a provisioning operation)
         self.rec = rec
         ok = rec and rec.due >= 0
-        self.token = ok and rec.token or None
+        self.token = ok and rec.token or None  # type: ignore[assignment]
         e = ok and rec.exp
-        self.expires = e if type(e) is int else None
+        self.expires = e if type(e) is int else None  # type: ignore[assignment]
 
     def _request(self):
         # (method, url, body, headers) of the refresh call, or of a provisioning call

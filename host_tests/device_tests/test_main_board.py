@@ -31,7 +31,7 @@ def board(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> FakeBoard:
     b.install(monkeypatch)
     import sys
 
-    for name in ("board", "board.led", "board.sleep", "board.wifi"):  # fresh, on this board
+    for name in ("board", "board.led", "board.loop", "board.sleep", "board.wifi"):  # fresh
         monkeypatch.delitem(sys.modules, name, raising=False)
     from board import wifi
 
