@@ -73,3 +73,17 @@ def validate(raw, name="config"):
     if cfg["transport"] == "urequests" and (https or "[" in url):
         raise bad("transport", '"urequests" takes an http:// URL without IPv6 literal')
     return cfg
+
+
+def load(path):
+    """config.json, checked, with defaults filled in; raises ConfigError."""
+    import json
+
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+    except OSError:
+        raise ConfigError(path + ": missing or unreadable")
+    except ValueError:
+        raise ConfigError(path + ": not valid JSON")
+    return validate(raw, path)

@@ -38,8 +38,9 @@ def wear(res: dict[str, Any], kind: str, who: str, what: str) -> float:
 
 
 def code_heap(res: dict[str, Any], who: str) -> int:
-    """Heap the code keeps after import, measured in one plain run."""
-    return sum(res["heap"][who]["imports"]["modules"].values())
+    """Heap the code keeps after import and boot, measured in one plain run: everything
+    still live once the program's own objects are dropped (probes/heap.py's "kept")."""
+    return int(res["heap"][who]["imports"]["kept"])
 
 
 def summary_rows(res: dict[str, Any], plan: BenchPlan) -> list[Row]:

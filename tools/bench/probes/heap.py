@@ -170,13 +170,13 @@ def main(who, cycles, options):
     builtins.__import__ = costs
     program = firmware() if who == "firmware" else baseline()
     builtins.__import__ = costs.real
+    check_edges(program[1])
     del program  # the refresher and what it holds: only the code is left
     kept = live() - start
     mods = {m: b for m, b in costs.modules.items() if m in sys.modules}
     gone = {m: b for m, b in costs.modules.items() if m not in sys.modules}
     result({"what": "imports", "modules": mods, "released": gone, "kept": kept})
     cycle, edges, rotations = firmware() if who == "firmware" else baseline()
-    check_edges(edges)
     if not cycles:
         return
     for _ in range(2):  # warm-up: first-boot import, lazy imports, caches
