@@ -15,6 +15,10 @@
 # go, so that it does not stay on the heap for the years the device runs.
 from random import random as _random
 
+# isort: off
+# wire first: a source install compiles the biggest module while the heap is emptiest
+# (config's URL check and boot.py need it anyway)
+from .wire import Wire  # noqa: F401
 from . import policy
 from .answer import FORBIDDEN, GONE, RECOVERED, classify
 from .clock import Clock
@@ -22,6 +26,8 @@ from .dates import http_date, iso
 from .log import log as _log
 from .log import redact
 from .store import DEAD, NEVER, Record, Store
+
+# isort: on
 
 HEALTHY = "healthy"
 BACKOFF = "backoff"
