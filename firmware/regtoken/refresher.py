@@ -1,14 +1,9 @@
-# The refresher: one explicit state machine around the stored token.
-#
-#   provision --(import initial_token)--> healthy --(due)--> attempt
-#   attempt --201/200, committed--> healthy        attempt --5xx/412/timeout/garbage--> backoff
-#   attempt --403--> forbidden (wait backoff_max_s) attempt --410--> provision (stops)
-#   backoff/forbidden --(due)--> attempt
+# The refresher: keeps the stored token alive. This file is its public API (README "Using
+# it from your app"); the state machine behind it is machine.py, which it inherits.
 #
 # Edges (HTTP transport, store, clock, randomness, log) are passed in; `step` does what is
 # due and says how long the caller may sleep, so a plain loop, asyncio or an application's
-# own scheduler can drive it. Only a power cut stops it: any exception inside a step is a
-# failed attempt, and one raised by a callback is logged.
+# own scheduler can drive it.
 #
 # The code that runs once, at construction (choosing a transport, importing the initial
 # token, the clock floor, the first schedule), is regtoken/boot.py: imported, run and let
@@ -16,26 +11,18 @@
 from random import random as _random
 
 # isort: off
-# wire first: a source install compiles the biggest module while the heap is emptiest
-# (config's URL check and boot.py need it anyway)
+# the biggest modules first: a source install compiles them while the heap is emptiest
+# (config's URL check and boot.py need wire anyway)
 from .wire import Wire  # noqa: F401
-from . import policy
-from .answer import FORBIDDEN, GONE, RECOVERED, classify
+from .store import Record, Store
+from .machine import BACKOFF, FORBIDDEN, HEALTHY, PROVISION, PROVISIONING, Machine  # noqa: F401
 from .clock import Clock
-from .dates import http_date, iso
 from .log import log as _log
 from .log import redact
-from .store import DEAD, NEVER, Record, Store
 
 # isort: on
 
-HEALTHY = "healthy"
-BACKOFF = "backoff"
-PROVISION = "provision"  # and FORBIDDEN, from answer: 403 is a state too
-PROVISIONING = "provisioning"  # self-provisioning (selfprov.py) is running
-
-
-class Refresher:
+class Refresher(Machine):
     # set by boot.py and _use (annotations only: no code, no heap)
     rec: Record  # None until a record exists
     token: str  # None when there is none
@@ -50,8 +37,9 @@ class Refresher:
         self.rand = rand or _random
         self.http = transport
         self.store = store or Store(cfg["store_dir"], self.log)
-        self.prov = self._pending = self.state = self._next = self._why = self._reason = \
-            self._ev = None  # prov: a selfprov.Provisioner; _pending: a record not yet on flash
+        # prov: a selfprov.Provisioner; _pending: a record not yet on flash
+        self.prov = None  # type: ignore[assignment]
+        self._pending = self.state = self._next = self._why = self._reason = self._ev = None
         self._wait = 0  # the last backoff wait, 0 after a success
         self._counts = {"attempts": 0, "rotations": 0, "recoveries": 0, "failures": 0}
         self._cbs: tuple = ([], [])  # on_token's, on_state's
@@ -124,147 +112,3 @@ class Refresher:
             self._wait = w
             self._set(s, n or None, "resumed", self._reason)
 
-    # -- the machine --------------------------------------------------------------------
-
-    def _use(self, rec):
-        # the committed record; a token only while the server has not refused it (due < 0:
-        # refused, or a provisioning operation)
-        self.rec = rec
-        ok = rec and rec.due >= 0
-        self.token = ok and rec.token or None  # type: ignore[assignment]
-        e = ok and rec.exp
-        self.expires = e if type(e) is int else None  # type: ignore[assignment]
-
-    def _request(self):
-        # (method, url, body, headers) of the refresh call, or of a provisioning call
-        if self.prov:
-            return self.prov.request()
-        self._counts["attempts"] += 1
-        t = self.token
-        self.log("refresh: presenting " + redact(t))
-        # a token is printable ASCII: only '"' and '\\' would need JSON's escapes
-        if '"' in t or "\\" in t:
-            import json
-
-            b = json.dumps({"registrationToken": t})
-        else:
-            b = '{"registrationToken": "%s"}' % t
-        return "PUT", self._url, b.encode(), self._h
-
-    def _call(self):
-        try:
-            m, u, b, h = self._request()  # not *args: a call through * costs heap
-            return self.http.request(m, u, b, h)
-        except Exception as e:  # every transport failure is one failed attempt
-            return e
-
-    def _run(self, a):
-        # act on an answer (status, headers, body), the exception the call raised, or the
-        # record to commit again; whatever goes wrong is a failed attempt
-        try:
-            if isinstance(a, Record):
-                self._keep(a, "commit retry")
-            elif self.prov:
-                self.prov.settle(a)
-            elif isinstance(a, Exception):
-                self._fail("transport", "transport: %s %s" % (type(a).__name__, a))
-            else:
-                c = self.clock
-                if not c.trusted:
-                    t = http_date(a[1].get("date"))
-                    if t:
-                        c.set(t)
-                        self.log("clock: set from the server's Date header")
-                now = c.now()
-                kind, tok, exp, retry, why = classify(a[0], a[1], a[2], now)
-                cur = self.rec
-                if tok:  # rotated (201) or recovered (200)
-                    if kind == RECOVERED:
-                        self._counts["recoveries"] += 1
-                        self.log("recovered (200): the token of a lost answer was revoked")
-                    self._keep(Record(tok, NEVER if exp is None else exp, self._due(now, exp),
-                                      cur.seed), "rotated (%d)" % a[0])
-                elif kind == GONE:
-                    cur.due = DEAD
-                    self._commit(cur)
-                    self._use(cur)
-                    self._need("410: provision this device", GONE)
-                elif kind == FORBIDDEN:
-                    w = self._wait = policy.floor(max(self.cfg["backoff_max_s"], retry),
-                                                  self.rand())
-                    cur.due, cur.why = now + w + 1, FORBIDDEN
-                    self._commit(cur)
-                    self._set(FORBIDDEN, cur.due, "403 forbidden: next try in %ds" % w,
-                              FORBIDDEN)
-                else:
-                    self._fail(kind, why, retry)
-        except Exception as e:  # MemoryError too
-            try:
-                self._fail("error", "%s %s" % (type(e).__name__, e))
-            except Exception:  # not even memory for that: later, all the same
-                self._next = self.clock.now() + self.cfg["backoff_max_s"]
-
-    def _need(self, why, reason):
-        # no usable token: provision ourselves if allowed, else wait for a person
-        if self.cfg["reprovision"] and self.cfg["provisioning_token"]:
-            from .selfprov import Provisioner
-
-            self.prov = Provisioner(self)
-        else:
-            self._set(PROVISION, None, why, reason)
-
-    def _fail(self, reason, why, retry=0):
-        self._counts["failures"] += 1
-        c = self.cfg
-        w = self._wait = policy.backoff(self._wait, c["backoff_min_s"], c["backoff_max_s"],
-                                        self.rand(), retry, self.expires_in())
-        # now() drops the fraction of the current second: +1 so a wait is never shorter
-        self._set(BACKOFF, self.clock.now() + w + 1, "%s; retry in %ds" % (why, w), reason)
-
-    def _due(self, now, exp):
-        # 0: never; a token the server sent already (nearly) expired must not make us spin
-        return 0 if exp is None else max(policy.refresh_at(now, exp, self.rand()),
-                                         now + self.cfg["backoff_min_s"])
-
-    def _commit(self, rec):
-        # True once on flash. 403, 410 and an import must survive a restart; if the flash
-        # refuses, RAM still obeys them.
-        try:
-            rec.at = self.clock.now()
-            self.store.commit(rec)
-            return True
-        except Exception as e:  # StoreError, or MemoryError inside the commit
-            self.log("store: %s" % e)
-
-    def _keep(self, rec, what):
-        # commit a new record, and only then use it
-        if not self._commit(rec):
-            self._pending = rec
-            return self._fail("store", what + ", kept in RAM")
-        self._pending = None
-        self._use(rec)
-        self._wait = 0
-        self._counts["rotations"] += 1
-        self.log("%s: committed %s, expires %s, next refresh in %s s" % (
-            what, redact(rec.token), iso(self.expires),
-            rec.due - self.clock.now() if rec.due else "-"))
-        self._emit(self._cbs[0], rec.token, self.expires)
-        self._set(HEALTHY, rec.due or None, what)
-
-    def _emit(self, cbs, a, b):
-        for cb in cbs:
-            try:
-                cb(a, b)
-            except Exception as e:  # the application's bug must not stop the refresher
-                self.log("callback: %s %s" % (type(e).__name__, e))
-
-    def _set(self, state, next_at, why, reason=None):
-        self._next = next_at
-        self._why = why
-        self._reason = None if state == HEALTHY else reason
-        if state != self.state:
-            self.state = state
-            self.log("state: %s (%s)" % (state, why))
-            self._emit(self._cbs[1], state, why)
-        elif state != HEALTHY:
-            self.log("%s: %s" % (state, why))

@@ -478,7 +478,7 @@ def test_an_unexpected_error_inside_a_step_is_a_failed_attempt():
         def broken(*args):
             raise MemoryError()  # e.g. while parsing, between transport and commit
 
-        import regtoken.refresher as mod
+        import regtoken.machine as mod
 
         real = mod.classify
         mod.classify = broken

@@ -80,8 +80,8 @@ def firmware():
         r.force()
         r.step()
 
-    refresher = sys.modules["regtoken.refresher"]
-    edges = ((r.http, "request"), (refresher, "classify"), (r.store, "commit"), (r, "log"))
+    machine = sys.modules["regtoken.machine"]
+    edges = ((r.http, "request"), (machine, "classify"), (r.store, "commit"), (r, "log"))
     return cycle, edges, lambda: r.status()["counts"]["rotations"]
 
 
