@@ -16,7 +16,7 @@ def boot(r):
     u = cfg["api_url"]
     https = u[:6] == "https:"
     if https and not cfg["tls_verify"]:
-        log("WARNING: tls_verify is false: the server is not verified")
+        log("WARNING: tls_verify is false: the server is not checked")
     if not r.http:
         if cfg["transport"] == "wire":
             from .wire import Wire

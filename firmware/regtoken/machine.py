@@ -80,7 +80,7 @@ class Machine:
                 if tok:  # rotated (201) or recovered (200)
                     if kind == RECOVERED:
                         self._counts["recoveries"] += 1
-                        self.log("recovered (200): the token of a lost answer was revoked")
+                        self.log("recovered (200): the unseen token was revoked")
                     self._keep(Record(tok, NEVER if exp is None else exp, self._due(now, exp),
                                       cur.seed), "rotated (%d)" % a[0])
                 elif kind == GONE:
