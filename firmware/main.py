@@ -12,7 +12,8 @@ BOARD = sys.platform != "linux"  # the unix port (the virtual board) has no radi
 
 
 def boot():
-    return regtoken.Refresher(regtoken.load("config.json"))
+    cfg = regtoken.load("config.json")  # checked before the refresher's code is loaded
+    return regtoken.Refresher(cfg)
 
 
 def main():

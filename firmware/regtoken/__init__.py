@@ -1,12 +1,24 @@
 # regtoken: keeps a device's registration token alive. README "Using it from your app".
-from .clock import Clock
 from .error import ConfigError
 from .log import redact
-from .refresher import BACKOFF, FORBIDDEN, HEALTHY, PROVISION, PROVISIONING, Refresher
 
 __version__ = "0.1.0"
 __all__ = ("Refresher", "ConfigError", "Clock", "load", "validate", "redact", "HEALTHY",
            "BACKOFF", "FORBIDDEN", "PROVISION", "PROVISIONING")
+
+
+def __getattr__(name):
+    # Refresher, Clock and the states are loaded on first use, so that load() checks the
+    # config before the refresher's code is on the heap: a lower peak at boot.
+    if "A" <= name[:1] <= "Z":
+        from . import refresher
+
+        return getattr(refresher, name)
+    # a submodule not loaded yet: MicroPython's `from . import x` asks here first
+    try:
+        return __import__(__name__ + "." + name, None, None, (name,))
+    except ImportError:
+        raise AttributeError(name)
 
 
 def validate(raw, name="config"):
@@ -22,7 +34,10 @@ def load(path="config.json"):
 def open(config="config.json", **edges):  # noqa: A001  (not in __all__: no shadowing)
     """A Refresher from a config dict or the path of a config.json. `edges` (transport,
     store, clock, rand, log) replace the defaults, e.g. in tests."""
-    return Refresher((validate if isinstance(config, dict) else load)(config), **edges)
+    cfg = (validate if isinstance(config, dict) else load)(config)
+    from .refresher import Refresher
+
+    return Refresher(cfg, **edges)
 
 
 def _config():

@@ -19,6 +19,9 @@ HEAD = 32768  # header bytes read at most (a CDN adds ~7 KB; 64 KB is refused)
 BODY = 2048  # a token object is ~300 bytes
 # the headers used, by the length of their name
 _KEEP = {4: "date", 11: "retry-after", 14: "content-length", 17: "transfer-encoding"}
+# The two buffers, allocated once, at import: early at boot, before the heap fragments (a
+# device has one client; requests never overlap)
+_BUFS = (bytearray(LINE), bytearray(BODY))
 
 
 def _err(why, code=errno.EIO):
@@ -159,13 +162,12 @@ class Wire:
         # set by the first request; the buffers then live as long as the client
         self.parts: tuple = None  # type: ignore[assignment]
         self.head: tuple = None  # type: ignore[assignment]
-        self.bufs: tuple = None  # type: ignore[assignment]
+        self.bufs = _BUFS
 
     def _prep(self, method, url, body, headers):
         """The whole request in the body buffer (one write, one TLS record), the server's
         address and the deadline. Not a generator: its locals cost no heap."""
         # the buffers live as long as the client: no garbage per request, no fragments
-        self.bufs = self.bufs or (bytearray(LINE), bytearray(BODY))
         # the head, but for Content-Length, is the same for every call with the same
         # method, URL and headers: built once
         if url != self.url or method != self.key or self.head[1] != headers:
