@@ -10,8 +10,7 @@ SPREAD = 300  # a fleet booting together spreads its overdue refreshes over up t
 def refresh_window(issued, exp):
     """(earliest, latest) refresh time for a token valid from `issued` until `exp`."""
     life = exp - issued
-    latest = exp - SAFETY if life > 5 * SAFETY else issued + life * 4 // 5
-    return issued + life // 2, latest
+    return issued + life // 2, exp - SAFETY if life > 5 * SAFETY else issued + life * 4 // 5
 
 
 def refresh_at(issued, exp, rnd):
@@ -43,15 +42,13 @@ def backoff(prev, lo, hi, rnd, retry_after=0, left=None):
     While the token is valid the wait ends at most half-way to expiry minus MARGIN, so
     retries get denser as expiry nears (never below `lo`). Retry-After is a floor plus
     jitter."""
-    f = lo
-    while 4 * f <= prev:
-        f *= 4  # the band the previous wait came from
-    if prev > 0:
-        f *= 4
-    a, b = min(f, hi), min(2 * f, hi)  # rnd 0 draws `a`
-    if left is not None and left > 0:
+    f = 4 * lo if prev > 0 else lo  # lo after a success, else past the previous band
+    while f <= prev:
+        f *= 4  # the band above the one the previous wait came from
+    a, b = min(f, hi), min(2 * f, hi)  # rnd 0 draws `a`; b >= a
+    if left and left > 0:
         c = (left - MARGIN) // 2
-        if c < max(a, b):
+        if c < b:
             a, b = c, c // 2
-    wait = max(int(a + (b - a) * rnd + 0.5), lo)  # rounded: a 1 s minimum jitters too
-    return max(wait, floor(retry_after, rnd)) if retry_after else wait
+    # rounded: a 1 s minimum jitters too; floor(0, rnd) is 0
+    return max(int(a + (b - a) * rnd + 0.5), lo, floor(retry_after, rnd))
