@@ -13,11 +13,12 @@ def days(y, m, d):
 EPOCH = days(time.gmtime(0)[0], 1, 1) * 86400  # the port's epoch in Unix seconds
 
 
-def _num(s, i, top=100):
-    # the two digits at s[i] as an int below top; ValueError for anything else (int()
-    # would allocate a slice, and take other Unicode digits under CPython)
+def _num(s, i, top=100, sep=None):
+    # the two digits at s[i] as an int below top, followed by a character of sep (when
+    # given); ValueError for anything else (int() would allocate a slice, and take other
+    # Unicode digits under CPython)
     v = "0123456789".index(s[i]) * 10 + "0123456789".index(s[i + 1])
-    if v < top:
+    if v < top and (sep is None or s[i + 2] in sep):
         return v
     raise ValueError
 
@@ -29,13 +30,12 @@ def rfc3339(s):
     if s is None:
         return None
     n = isinstance(s, str) and len(s)
-    if n > 19 and s[4] == "-" and s[7] == "-" and s[10] in "Tt " and s[13] == ":" \
-            and s[16] == ":":
-        mo = _num(s, 5, 13)
-        d = _num(s, 8, 32)
-        t = (days(_num(s, 0) * 100 + _num(s, 2), mo, d) * 24 + _num(s, 11, 24)) * 3600 \
-            + _num(s, 14, 60) * 60 + _num(s, 17, 61)  # a leap second passes as :60
-        i = 19
+    if n > 19:
+        mo = _num(s, 5, 13, "-")
+        d = _num(s, 8, 32, "Tt ")
+        t = (days(_num(s, 0) * 100 + _num(s, 2, 100, "-"), mo, d) * 24
+             + _num(s, 11, 24, ":")) * 3600 + _num(s, 14, 60, ":") * 60 + _num(s, 17, 61)
+        i = 19  # a leap second passes as :60
         if s[19] == ".":
             i = 20
             while i < n - 1 and s[i] in "0123456789":  # the zone follows, unread
@@ -45,8 +45,8 @@ def rfc3339(s):
             raise ValueError
         if n == 1 and s[i] in "Zz":
             return t
-        if n == 6 and s[i + 3] == ":":  # "+" is east of UTC: subtract
-            return t + (_num(s, i + 1, 24) * 60 + _num(s, i + 4, 60)) * 60 \
+        if n == 6:  # "+" is east of UTC: subtract
+            return t + (_num(s, i + 1, 24, ":") * 60 + _num(s, i + 4, 60)) * 60 \
                 * ("+-".index(s[i]) * 2 - 1)
     raise ValueError
 
@@ -60,9 +60,11 @@ def iso(t):
 
 def http_date(s):
     """RFC 7231 IMF-fixdate 'Sun, 06 Nov 1994 08:49:37 GMT' -> Unix seconds, else None."""
-    try:  # read as the RFC 3339 date-time it stands for: a field out of place is refused
-        return rfc3339("%s-%02d-%sT%sZ" % (
-            s[12:16], " Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".index(s[7:11]) // 4 + 1,
-            s[5:7], s[17:25]))
-    except Exception:  # not a str, too short, a bad field
-        return None
+    try:  # read as the RFC 3339 date-time it stands for, '1994-11-06 08:49:37Z'
+        if s[3:5] == ", ":
+            return rfc3339("%s-%02d-%s%s" % (
+                s[12:16], " Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec ".index(s[7:12]) // 4
+                + 1, s[5:7], s[16:].replace(" GMT", "Z")))
+    except Exception:  # not a str, a field out of place or out of range
+        pass
+    return None
