@@ -9,13 +9,15 @@ SPREAD = 300  # a fleet booting together spreads its overdue refreshes over up t
 
 def refresh_window(issued, exp):
     """(earliest, latest) refresh time for a token valid from `issued` until `exp`."""
-    life = exp - issued
-    return issued + life // 2, exp - SAFETY if life > 5 * SAFETY else issued + life * 4 // 5
+    return refresh_at(issued, exp, 0), refresh_at(issued, exp, 1)
 
 
 def refresh_at(issued, exp, rnd):
-    early, late = refresh_window(issued, exp)
-    return early + int((late - early) * rnd)
+    # from half the lifetime to SAFETY before expiry (80 % of a short one); no tuple
+    life = exp - issued
+    early = issued + life // 2
+    return early + int(((exp - SAFETY if life > 5 * SAFETY else issued + life * 4 // 5) - early)
+                       * rnd)
 
 
 def boot_delay(now, exp, rnd):
@@ -50,5 +52,5 @@ def backoff(prev, lo, hi, rnd, retry_after=0, left=None):
         c = (left - MARGIN) // 2
         if c < b:
             a, b = c, c // 2
-    # rounded: a 1 s minimum jitters too; floor(0, rnd) is 0
-    return max(int(a + (b - a) * rnd + 0.5), lo, floor(retry_after, rnd))
+    # rounded: a 1 s minimum jitters too
+    return max(int(a + (b - a) * rnd + 0.5), lo, retry_after and floor(retry_after, rnd))
