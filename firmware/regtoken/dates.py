@@ -61,7 +61,7 @@ def iso(t):
 def http_date(s):
     """RFC 7231 IMF-fixdate 'Sun, 06 Nov 1994 08:49:37 GMT' -> Unix seconds, else None."""
     try:  # read as the RFC 3339 date-time it stands for, '1994-11-06 08:49:37Z'
-        if s[3:5] == ", ":
+        if s[3:5] == ", " and s[16] == " ":
             return rfc3339("%s-%02d-%s%s" % (
                 s[12:16], " Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec ".index(s[7:12]) // 4
                 + 1, s[5:7], s[16:].replace(" GMT", "Z")))
