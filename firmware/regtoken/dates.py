@@ -13,7 +13,7 @@ def days(y, m, d):
 EPOCH = days(time.gmtime(0)[0], 1, 1) * 86400  # the port's epoch in Unix seconds
 
 
-def _num(s, i, top=100, sep=None):
+def _num(s, i, top, sep):
     # the two digits at s[i] as an int below top, followed by a character of sep (when
     # given); ValueError for anything else (int() would allocate a slice, and take other
     # Unicode digits under CPython)
@@ -33,8 +33,8 @@ def rfc3339(s):
     if n > 19:
         mo = _num(s, 5, 13, "-")
         d = _num(s, 8, 32, "Tt ")
-        t = (days(_num(s, 0) * 100 + _num(s, 2, 100, "-"), mo, d) * 24
-             + _num(s, 11, 24, ":")) * 3600 + _num(s, 14, 60, ":") * 60 + _num(s, 17, 61)
+        t = (days(_num(s, 0, 100, None) * 100 + _num(s, 2, 100, "-"), mo, d) * 24
+             + _num(s, 11, 24, ":")) * 3600 + _num(s, 14, 60, ":") * 60 + _num(s, 17, 61, None)
         i = 19  # a leap second passes as :60
         if s[19] == ".":
             i = 20
@@ -46,7 +46,7 @@ def rfc3339(s):
         if n == 1 and s[i] in "Zz":
             return t
         if n == 6:  # "+" is east of UTC: subtract
-            return t + (_num(s, i + 1, 24, ":") * 60 + _num(s, i + 4, 60)) * 60 \
+            return t + (_num(s, i + 1, 24, ":") * 60 + _num(s, i + 4, 60, None)) * 60 \
                 * ("+-".index(s[i]) * 2 - 1)
     raise ValueError
 
