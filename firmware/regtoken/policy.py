@@ -7,13 +7,9 @@ MARGIN = 60  # a retry ends this long before expiry: one request's time, plus cl
 SPREAD = 300  # a fleet booting together spreads its overdue refreshes over up to 5 min
 
 
-def refresh_window(issued, exp):
-    """(earliest, latest) refresh time for a token valid from `issued` until `exp`."""
-    return refresh_at(issued, exp, 0), refresh_at(issued, exp, 1)
-
-
 def refresh_at(issued, exp, rnd):
-    # from half the lifetime to SAFETY before expiry (80 % of a short one); no tuple
+    """The refresh time of a token valid from `issued` until `exp`: from half its lifetime
+    (rnd 0) to SAFETY before expiry, or 80 % of a short lifetime (rnd 1)."""
     life = exp - issued
     early = issued + life // 2
     return early + int(((exp - SAFETY if life > 5 * SAFETY else issued + life * 4 // 5) - early)
