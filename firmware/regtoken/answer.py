@@ -1,6 +1,6 @@
 # What the server's answer means. Pure: no I/O, identical under CPython and MicroPython.
-import json
-
+# 15 globals: a 16th would grow the module's dict by 96 B of heap (json is imported where
+# it is used: a built-in module, found again without allocating).
 from .dates import http_date, rfc3339
 
 MAX_TOKEN = 1024  # the API states no maximum; tokens seen are ~250 characters
@@ -24,30 +24,40 @@ def valid_token(t):
 def token_object(body):
     """(token, exp) from a token object, exp Unix seconds or None (never expires);
     ValueError for anything else: not JSON, not an object, a key missing or bad."""
-    try:
-        obj = json.loads(body)
-        token, exp = obj["registrationToken"], rfc3339(obj["expirationTime"])
-    except Exception:
-        token = None
-    if not valid_token(token):
-        raise ValueError("no valid token object")
-    return token, exp
+    _, t, e, _, _ = classify(200, None, body, 0)
+    if t:
+        return t, e
+    raise ValueError
 
 
 def retry_after(headers, now):
-    v = (headers.get("retry-after") or "").strip()
-    s = int(v) if v.isdigit() else (http_date(v) or now) - now
-    return min(max(s, 0), MAX_RETRY_AFTER)
+    v = headers.get("retry-after", "").strip()
+    return min(max(int(v) if v.isdigit() else (http_date(v) or now) - now, 0), MAX_RETRY_AFTER)
 
 
 def classify(status, headers, body, now):
     """-> (outcome, token, exp, retry_after_s, why). `headers` has lower-case names; exp
     is Unix seconds or None (the token never expires)."""
-    if status in (200, 201):
+    # allocates only what json.loads does and the result: the other strings are constants
+    if status == 200 or status == 201:
         try:
-            token, exp = token_object(body)
-        except ValueError:
-            return GARBAGE, None, None, 0, "%d without a valid token object" % status
-        return (ROTATED if status == 201 else RECOVERED), token, exp, 0, str(status)
-    kind = {403: FORBIDDEN, 410: GONE, 412: THROTTLED}.get(status, SERVER)
-    return kind, None, None, retry_after(headers, now), "HTTP %d" % status
+            import json
+
+            o = json.loads(body)
+            t = o["registrationToken"]
+            e = rfc3339(o["expirationTime"])
+        except Exception:  # not JSON, not an object, a key missing, a bad date
+            t = None
+        if valid_token(t):
+            if status == 200:
+                return RECOVERED, t, e, 0, "200"
+            return ROTATED, t, e, 0, "201"
+        return GARBAGE, None, None, 0, "%d without a valid token" % status
+    k = SERVER
+    if status == 403:
+        k = FORBIDDEN
+    if status == 410:
+        k = GONE
+    if status == 412:
+        k = THROTTLED
+    return k, None, None, retry_after(headers, now), "HTTP %d" % status

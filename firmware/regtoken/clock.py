@@ -8,8 +8,9 @@ class Clock:
     """`trusted` once NTP or a server's Date header has set the time: a board without
     either starts near its epoch after every cold boot."""
 
+    offset = 0  # seconds added to the port's clock (an instance's own once set)
+
     def __init__(self, trusted=True):
-        self.offset = 0
         self.trusted = trusted
 
     def now(self):
@@ -19,11 +20,11 @@ class Clock:
         """Move to `unix`. A board's RTC is set too, so that TLS (mbedTLS reads the
         port's clock) checks certificates against it; the unix port keeps an offset."""
         self.trusted = trusted
-        try:
+        try:  # the unix port has no machine.RTC; CPython no machine
             import machine
 
-            t = time.gmtime(unix - EPOCH)
-            machine.RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
-        except (ImportError, AttributeError):
+            y, mo, d, h, mi, s, wd = time.gmtime(unix - EPOCH)[:7]
+            machine.RTC().datetime((y, mo, d, wd, h, mi, s, 0))
+        except Exception:
             pass
         self.offset += unix - self.now()

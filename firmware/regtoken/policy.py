@@ -7,16 +7,13 @@ MARGIN = 60  # a retry ends this long before expiry: one request's time, plus cl
 SPREAD = 300  # a fleet booting together spreads its overdue refreshes over up to 5 min
 
 
-def refresh_window(issued, exp):
-    """(earliest, latest) refresh time for a token valid from `issued` until `exp`."""
-    life = exp - issued
-    latest = exp - SAFETY if life > 5 * SAFETY else issued + life * 4 // 5
-    return issued + life // 2, latest
-
-
 def refresh_at(issued, exp, rnd):
-    early, late = refresh_window(issued, exp)
-    return early + int((late - early) * rnd)
+    """The refresh time of a token valid from `issued` until `exp`: from half its lifetime
+    (rnd 0) to SAFETY before expiry, or 80 % of a short lifetime (rnd 1)."""
+    life = exp - issued
+    early = issued + life // 2
+    return early + int(((exp - SAFETY if life > 5 * SAFETY else issued + life * 4 // 5) - early)
+                       * rnd)
 
 
 def boot_delay(now, exp, rnd):
@@ -43,15 +40,13 @@ def backoff(prev, lo, hi, rnd, retry_after=0, left=None):
     While the token is valid the wait ends at most half-way to expiry minus MARGIN, so
     retries get denser as expiry nears (never below `lo`). Retry-After is a floor plus
     jitter."""
-    f = lo
-    while 4 * f <= prev:
-        f *= 4  # the band the previous wait came from
-    if prev > 0:
-        f *= 4
-    a, b = min(f, hi), min(2 * f, hi)  # rnd 0 draws `a`
-    if left is not None and left > 0:
+    f = 4 * lo if prev > 0 else lo  # lo after a success, else past the previous band
+    while f <= prev:
+        f *= 4  # the band above the one the previous wait came from
+    a, b = min(f, hi), min(2 * f, hi)  # rnd 0 draws `a`; b >= a
+    if left and left > 0:
         c = (left - MARGIN) // 2
-        if c < max(a, b):
+        if c < b:
             a, b = c, c // 2
-    wait = max(int(a + (b - a) * rnd + 0.5), lo)  # rounded: a 1 s minimum jitters too
-    return max(wait, floor(retry_after, rnd)) if retry_after else wait
+    # rounded: a 1 s minimum jitters too
+    return max(int(a + (b - a) * rnd + 0.5), lo, retry_after and floor(retry_after, rnd))

@@ -3,7 +3,7 @@ import json
 from regtoken import answer
 from regtoken.answer import classify
 
-from cases.util import tok
+from cases.util import raises, tok
 
 NOW = 1800000000
 
@@ -43,6 +43,10 @@ def test_retry_after_forms_and_bounds():
     assert answer.retry_after({"retry-after": "Thu, 15 Jan 2027 07:00:00 GMT"}, NOW) == 0
     assert answer.retry_after({"retry-after": "99999999999"}, NOW) == answer.MAX_RETRY_AFTER
     assert answer.retry_after({"retry-after": "soon"}, NOW) == 0
+    assert answer.retry_after({"retry-after": " 120 "}, NOW) == 120
+    assert answer.retry_after({"retry-after": "-5"}, NOW) == 0
+    assert answer.retry_after({"retry-after": "Fri, 15 Jan 2077 08:00:00 GMT"}, NOW) == 86400
+    assert answer.retry_after({}, NOW) == 0
 
 
 def test_garbage_bodies_are_failed_attempts_never_tokens():
@@ -62,6 +66,15 @@ def test_garbage_bodies_are_failed_attempts_never_tokens():
             k, token, _, _, why = classify(status, {}, b, NOW)
             assert k == answer.GARBAGE and token is None, b[:40]
             assert str(status) in why
+
+
+def test_token_object():
+    t = tok(5)
+    assert answer.token_object(body(registrationToken=t, expirationTime=None)) == (t, None)
+    assert answer.token_object(body(expirationTime="2027-01-15T08:00:00Z",
+                                    registrationToken=t, extra=[1])) == (t, 1800000000)
+    for b in (b"", b"{}", body(registrationToken="", expirationTime=None)):
+        raises(ValueError, answer.token_object, b)
 
 
 def test_token_bounds():

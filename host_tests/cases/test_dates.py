@@ -15,8 +15,9 @@ def test_offsets_move_to_utc():
 
 
 def test_fractions_of_any_length_are_dropped():
-    for frac in ("", ".3", ".316", ".316227", ".123456789", ".1234567890123"):
+    for frac in ("", ".3", ".316", ".316227", ".123456789", ".1234567890123", "." + "9" * 60):
         assert rfc3339("2024-11-28T14:03:07%sZ" % frac) == 1732802587
+        assert rfc3339("2024-11-28T16:03:07%s+02:00" % frac) == 1732802587
 
 
 def test_lower_case_and_space_separator():
@@ -37,6 +38,23 @@ def test_malformed_is_refused():
         raises(ValueError, rfc3339, s)
 
 
+def test_fields_out_of_range_are_refused():
+    assert rfc3339("2024-12-31T23:59:60Z") == rfc3339("2025-01-01T00:00:00Z")  # leap second
+    for s in ("2024-00-28T14:03:07Z", "2024-11-00T14:03:07Z", "2024-11-32T14:03:07Z",
+              "2024-11-28T24:00:00Z", "2024-11-28T14:60:07Z", "2024-11-28T14:03:61Z",
+              "2024-11-28T14:03:07+24:00", "2024-11-28T14:03:07-01:60"):
+        raises(ValueError, rfc3339, s)
+
+
+def test_separators_and_digits_are_exact():
+    for s in ("2024/11/28T14:03:07Z", "2024-11-28X14:03:07Z", "2024-11-28T14-03-07Z",
+              "2024-11-28T14:03:07,5Z", "2024-11-28T14:03:07+01-00", "2024-11-28T14:03:07.5",
+              "2024-11-28T14:03:07+01:00Z", "2024-11-28T14:03:07 Z", " 2024-11-28T14:03:07Z",
+              "\uff12024-11-28T14:03:07Z", "2024-11-28T14:03:0\u0667Z", "2024-1a-28T14:03:07Z",
+              "+024-11-28T14:03:07Z", "2024-11-28T14:03:07.3\u0663Z"):
+        raises(ValueError, rfc3339, s)
+
+
 def test_epoch_independent_day_count():
     assert days(1970, 1, 1) == 0
     assert days(2000, 1, 1) * 86400 == 946684800  # the ESP32 epoch
@@ -47,5 +65,20 @@ def test_epoch_independent_day_count():
 def test_http_date():
     assert http_date("Sun, 06 Nov 1994 08:49:37 GMT") == 784111777
     assert http_date("Thu, 28 Nov 2024 14:03:07 GMT") == 1732802587
+    assert http_date("Sat, 01 Jan 2000 00:00:00 GMT") == 946684800
+    assert http_date("Fri, 31 Dec 1999 23:59:59 GMT") == 946684799
     assert http_date("garbage") is None
     assert http_date(None) is None
+    assert http_date(784111777) is None
+
+
+def test_http_date_is_the_fixed_imf_form():
+    for s in ("Sun, 6 Nov 1994 08:49:37 GMT", "Sun, 06 Nov 94 08:49:37 GMT",
+              "Sun, 06 Nov 1994 08:49:37", "Sun, 06 Nov 1994 08:49:37 UTC",
+              "Sun, 06 Nov 1994 08:49:37 GMT junk", "Sun 06 Nov 1994 08:49:37 GMT",
+              "Sun, 06 Nox 1994 08:49:37 GMT", "Sun, 06 ovN 1994 08:49:37 GMT",
+              "Sun, 06 Nov 1994 24:00:00 GMT", "Sun, 00 Nov 1994 08:49:37 GMT",
+              "Sun, 32 Nov 1994 08:49:37 GMT", "Sun, 06 Nov 1994 08:49 GMT",
+              "Sun, 06 Nov 1994 08-49-37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT",
+              "Sun Nov  6 08:49:37 1994", "Sun, 06 Nov 1994T08:49:37 GMT"):
+        assert http_date(s) is None, s

@@ -347,7 +347,7 @@ def test_untrusted_clock_takes_the_servers_date(micropython: str, tmp_path: Any)
         assert abs(int(now) - host) <= 5, (now, host)
         assert trusted == "True" and state == "healthy"
         # the schedule is on the right clock: from half the hour's lifetime to 10 min before
-        # its end (policy.refresh_window), not decades away
+        # its end (policy.refresh_at), not decades away
         assert 1800 - 5 <= int(wait) <= 3000 + 5
         [req] = [r for r in srv.stats()["requests"] if r["path"] == PATH]
         assert req["status"] == 201

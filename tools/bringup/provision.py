@@ -212,7 +212,7 @@ def _expiration(value: Any) -> str | None:
     if value is None:
         return None  # the token never expires
     if isinstance(value, str):
-        value = re.sub(r"(\.\d{6})\d+", r"\1", value)  # the firmware takes at most 40 characters
+        value = re.sub(r"(\.\d{6})\d+", r"\1", value)  # fromisoformat (3.10): 6 digits at most
     try:
         _firmware().dates.rfc3339(value)  # the parser the device reads it with
     except ValueError:
