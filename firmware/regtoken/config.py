@@ -26,56 +26,56 @@ def validate(raw, name="config"):
         host = host and url.split("://")[0] in ("http", "https") and " " not in url
     except Exception:
         host = https = 0
-    # z to a: backoff_min_s is checked before backoff_max_s, tls_verify before ca_file
+    # z to a: backoff_min_s is checked before backoff_max_s, tls_verify before ca_file.
+    # `why` stays None for a good value; a message is built only for a bad one.
     for k in sorted(cfg, reverse=True):
         v = cfg[k]
         d = DEFAULTS.get(k)
         t = type(d)
+        why = None
         if k == "api_url":
-            ok = host
-            why = "an http(s):// URL"
+            if not host:
+                why = "an http(s):// URL"
         elif k == "initial_expiration":
             try:
                 cfg[k] = rfc3339(v)
-                continue
             except ValueError:
-                ok = 0
                 why = "RFC 3339 or null"
         elif k not in DEFAULTS:
-            ok = k[:1] == "_"  # a comment
-            why = "a known key"
-        elif k[-6:] == "_token":
-            ok = v is None or valid_token(v)
-            why = "1-1024 of ASCII ! to ~"
+            if not k.startswith("_"):  # a comment
+                why = "a known key"
+        elif k.endswith("_token"):
+            if not (v is None or valid_token(v)):
+                why = "1-1024 of ASCII ! to ~"
         elif t is str and d:  # transport, sleep: one of the choices, first the default
-            why = ("wire", "urequests") if d == "wire" else ("none", "light", "deep")
-            ok = v in why
-            why = '"%s"' % '" or "'.join(why)
-            if v == "urequests" and host and (https or "[" in url):
+            c = ("wire", "urequests") if d == "wire" else ("none", "light", "deep")
+            if v not in c:
+                why = '"%s"' % '" or "'.join(c)
+            elif v == "urequests" and host and (https or "[" in url):
                 why = "wire for https or IPv6"
-                ok = 0
         elif t is int:  # a number (a bool is none) in its range
-            lo = cfg["backoff_min_s"] if k[-5:] == "max_s" else 1
-            why = {"timeout_s": 300, "backoff_min_s": 86400}.get(k, 604800)
-            ok = type(v) in (int, float) and lo <= v <= why
-            why = "a number from %s to %s" % (lo, why)
+            lo = 1
+            hi = 300 if k == "timeout_s" else 86400
+            if k == "backoff_max_s":
+                lo, hi = cfg["backoff_min_s"], 604800
+            if not (type(v) in (int, float) and lo <= v <= hi):
+                why = "a number from %s to %s" % (lo, hi)
         elif k == "device_id":
-            from re import match  # valid_token: no newline, which $ lets pass in CPython
+            from re import match  # after valid_token: no newline, which $ lets by in CPython
 
-            ok = v is None or valid_token(v) and 3 < len(v) < 91 and match("[0-9A-Za-z_.-]+$", v)
-            why = "4-90 of 0-9 a-z A-Z - _ ."
+            if not (v is None or valid_token(v) and 3 < len(v) < 91 and match("[0-9A-Za-z_.-]+$", v)):
+                why = "4-90 of 0-9 a-z A-Z - _ ."
         elif k == "wifi":
-            ok = v is None or isinstance(v, dict) and (not v or isinstance(v.get("ssid"), str)
-                                                       and isinstance(v.get("password", ""), str))
-            why = '{"ssid": "...", "password": "..."}'
+            if not (v is None or isinstance(v, dict) and (not v or isinstance(v.get("ssid"), str)
+                                                          and isinstance(v.get("password", ""), str))):
+                why = '{"ssid": "...", "password": "..."}'
         else:
             t = dict if k == "led" else str if d is None else t  # ca_file's, store_dir's
-            ok = isinstance(v, t) or v is None is d
-            why = "true or false" if t is bool else "a string" if t is str else "an object"
-            if k == "ca_file" and https and cfg["tls_verify"] is not False and not v:
+            if not (isinstance(v, t) or v is None is d):
+                why = "true or false" if t is bool else "a string" if t is str else "an object"
+            elif k == "ca_file" and https and cfg["tls_verify"] is not False and not v:
                 why = "set for https or tls_verify false"
-                ok = 0
-        if not ok:
+        if why:
             raise ConfigError("%s: '%s' must be %s" % (name, k, why))
     cfg["api_url"] = url.rstrip("/")
     cfg["_from"] = name
