@@ -63,11 +63,12 @@ def validate(raw, name="config"):
         elif k == "device_id":
             from re import match  # after valid_token: no newline, which $ lets by in CPython
 
-            if not (v is None or valid_token(v) and 3 < len(v) < 91 and match("[0-9A-Za-z_.-]+$", v)):
+            if not (v is None or valid_token(v) and 3 < len(v) < 91
+                    and match("[0-9A-Za-z_.-]+$", v)):
                 why = "4-90 of 0-9 a-z A-Z - _ ."
         elif k == "wifi":
-            if not (v is None or isinstance(v, dict) and (not v or isinstance(v.get("ssid"), str)
-                                                          and isinstance(v.get("password", ""), str))):
+            if not (v is None or isinstance(v, dict) and (not v or isinstance(
+                    v.get("ssid"), str) and isinstance(v.get("password", ""), str))):
                 why = '{"ssid": "...", "password": "..."}'
         else:
             t = dict if k == "led" else str if d is None else t  # ca_file's, store_dir's
