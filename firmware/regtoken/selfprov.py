@@ -12,9 +12,9 @@ import json
 
 from . import policy
 from .answer import retry_after, token_object, valid_token
-from .dates import rfc3339
+from .dates import iso, rfc3339
 from .refresher import PROVISION, PROVISIONING
-from .store import DEAD, NEVER, Record, StoreError
+from .store import DEAD, NEVER, Record
 
 OP = -2  # `due` of a stored provisioning operation
 
@@ -40,19 +40,12 @@ class Provisioner:
         if self.id and r.clock.now() > self.exp:
             self.id = None
             r.log("provisioning: expired")
-        if self.id:
-            m, p, d = "PUT", "complete", {"provisioningOperationId": self.id}
-        else:
-            m, p, d = "POST", "init", {"deviceId": c["device_id"]} if c["device_id"] else {}
+        d = c["device_id"]
+        m, p, d = ("PUT", "complete", {"provisioningOperationId": self.id}) if self.id else (
+            "POST", "init", {"deviceId": d} if d else {})
         return m, c["api_url"] + "/provisioning-operations/" + p, json.dumps(d).encode(), {
             "Content-Type": "application/json",
             "Authorization": "DeviceToken " + c["provisioning_token"]}
-
-    def _save(self, rec):
-        try:
-            self.r.store.commit(rec)
-        except StoreError as e:
-            self.r.log("store: %s" % e)
 
     def settle(self, a):
         r = self.r
@@ -60,9 +53,9 @@ class Provisioner:
         lo, hi = c["backoff_min_s"], c["backoff_max_s"]
         now = r.clock.now()
         retry = 0
-        if isinstance(a, Exception):
-            why = repr(a)
-        else:
+        why = repr(a)
+        rec = None  # to commit: the new operation, or the cancelled one
+        if not isinstance(a, Exception):
             st, h, body = a
             retry = retry_after(h, now)
             why = "HTTP %d" % st
@@ -83,28 +76,35 @@ class Provisioner:
                     exp = rfc3339(o["expirationTime"])
                     if not (valid_token(i) and valid_token(code) and exp):
                         raise ValueError
-                    self._save(Record(i + " " + code, exp, OP, self.seed))  # before it shows
+                    rec = Record(i + " " + code, exp, OP, self.seed)  # stored before shown
                     self.id, self.code, self.exp = i, code, exp
-                    r.log("provisioning: verification code: %s (until %s)"
-                          % (code, o["expirationTime"]))
-                    r._wait = 0
                     why = "approve it"
                 elif st == 401 or st == 410 and b'provisioningOperationCancelled"' in body:
                     r.prov = None
-                    why = "401: bad provisioning_token: fix config.json and restart"
+                    why = "401: fix provisioning_token in config.json, restart"
                     if st == 410:
+                        why = "cancelled: restart to provision again"
                         if self.id:  # a restart must not resume it
-                            self._save(Record(self.id, self.exp, DEAD, self.seed))
-                        why = "cancelled by an operator: restart to provision again"
-                    return r._set(PROVISION, None, why)
+                            rec = Record(self.id, self.exp, DEAD, self.seed)
+                    hi = None  # stop
                 elif st == 410:
                     self.id = None
                     r._wait = 0
                     why = "410: new init"
                 elif st == 423:
                     retry = max(retry, hi)  # workspace disabled
-            except (ValueError, KeyError, TypeError):
+            except Exception:  # MemoryError too: a failed attempt
                 why += " bad"
+        if rec:
+            try:
+                r.store.commit(rec)
+            except Exception as e:
+                r.log("store: %s" % e)
+        if hi is None:
+            return r._set(PROVISION, None, why)
+        if rec:
+            r.log("provisioning: verification code: %s (until %s)" % (self.code, iso(self.exp)))
+            r._wait = 0
         valid = self.id and now < self.exp
         # 59: the +1 below (now() drops a fraction) keeps the gap within 60 s
         r._wait = policy.backoff(r._wait, lo, min(hi, 59) if valid else hi, r.rand(), retry)
