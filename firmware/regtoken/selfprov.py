@@ -53,32 +53,34 @@ class Provisioner:
         lo, hi = c["backoff_min_s"], c["backoff_max_s"]
         now = r.clock.now()
         retry = 0
-        why = repr(a)
         rec = None  # to commit: the new operation, or the cancelled one
-        if not isinstance(a, Exception):
+        if isinstance(a, Exception):
+            why = repr(a)
+        else:
             st, h, body = a
             retry = retry_after(h, now)
             why = "HTTP %d" % st
             try:
-                if self.id and st == 202:
-                    why = "not approved"
-                elif self.id and st // 100 == 2:
-                    tok, exp = token_object(body)
-                    r.prov = None
-                    # without NTP `now` is wrong: refresh at once, which sets the clock
-                    due = 0 if exp is None else max(policy.refresh_at(now, exp, r.rand()),
-                                                    now + lo) if r.clock.trusted else now
-                    return r._keep(Record(tok, NEVER if exp is None else exp, due, self.seed),
-                                   "provisioned (%d)" % st)
-                elif st // 100 == 2:
-                    o = json.loads(body)
-                    i, code = o["provisioningOperationId"], o["verificationCode"]
-                    exp = rfc3339(o["expirationTime"])
-                    if not (valid_token(i) and valid_token(code) and exp):
-                        raise ValueError
-                    rec = Record(i + " " + code, exp, OP, self.seed)  # stored before shown
-                    self.id, self.code, self.exp = i, code, exp
-                    why = "approve it"
+                if st // 100 == 2:
+                    if not self.id:  # init's answer: a new operation
+                        o = json.loads(body)
+                        i, code = o["provisioningOperationId"], o["verificationCode"]
+                        exp = rfc3339(o["expirationTime"])
+                        if not (valid_token(i) and valid_token(code) and exp):
+                            raise ValueError
+                        rec = Record(i + " " + code, exp, OP, self.seed)  # stored before shown
+                        self.id, self.code, self.exp = i, code, exp
+                        why = "approve it"
+                    elif st == 202:
+                        why = "not approved"
+                    else:
+                        tok, exp = token_object(body)
+                        r.prov = None
+                        # without NTP `now` is wrong: refresh at once, which sets the clock
+                        due = 0 if exp is None else max(policy.refresh_at(
+                            now, exp, r.rand()), now + lo) if r.clock.trusted else now
+                        return r._keep(Record(tok, NEVER if exp is None else exp, due,
+                                              self.seed), "provisioned (%d)" % st)
                 elif st == 401 or st == 410 and b'provisioningOperationCancelled"' in body:
                     r.prov = None
                     why = "401: fix provisioning_token in config.json, restart"
