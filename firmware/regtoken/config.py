@@ -8,17 +8,17 @@ from .dates import rfc3339
 from .error import ConfigError
 from .wire import split_url  # the URL the config accepts is the one wire takes
 
-DEFAULTS = {"api_url": None, "initial_token": None, "provisioning_token": None,
-            "ca_file": None, "tls_verify": True, "wifi": None, "timeout_s": 15,
-            "backoff_min_s": 5, "backoff_max_s": 240, "store_dir": "", "transport": "wire",
-            "sleep": "none", "led": None, "reprovision": False, "device_id": None}
+DEFAULTS: dict = {"api_url": None, "initial_token": None, "provisioning_token": None,
+                  "ca_file": None, "tls_verify": True, "wifi": None, "timeout_s": 15,
+                  "backoff_min_s": 5, "backoff_max_s": 240, "store_dir": "", "transport": "wire",
+                  "sleep": "none", "led": None, "reprovision": False, "device_id": None}
 
 
 def validate(raw, name="config"):
     """A checked copy of the config dict with defaults filled in; raises ConfigError."""
     if not isinstance(raw, dict):
         raise ConfigError(name + ": not a JSON object")
-    cfg = dict(DEFAULTS)
+    cfg: dict = dict(DEFAULTS)
     cfg.update(raw)
     url = cfg["api_url"]
     try:
@@ -31,7 +31,7 @@ def validate(raw, name="config"):
     for k in sorted(cfg, reverse=True):
         v = cfg[k]
         d = DEFAULTS.get(k)
-        t = type(d)
+        t: type = type(d)
         why = None
         if k == "api_url":
             if not host:
