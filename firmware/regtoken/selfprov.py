@@ -12,7 +12,7 @@ import json
 
 from . import policy
 from .answer import retry_after, token_object, valid_token
-from .dates import iso, rfc3339
+from .dates import rfc3339
 from .refresher import PROVISION, PROVISIONING
 from .store import DEAD, NEVER, Record
 
@@ -83,7 +83,7 @@ class Provisioner:
                                               self.seed), "provisioned (%d)" % st)
                 elif st == 401 or st == 410 and b'provisioningOperationCancelled"' in body:
                     r.prov = None
-                    why = "401: fix provisioning_token in config.json, restart"
+                    why = "401: fix provisioning_token in config.json"
                     if st == 410:
                         why = "cancelled: restart to provision again"
                         if self.id:  # a restart must not resume it
@@ -105,7 +105,8 @@ class Provisioner:
         if hi is None:
             return r._set(PROVISION, None, why)
         if rec:
-            r.log("provisioning: verification code: %s (until %s)" % (self.code, iso(self.exp)))
+            r.log("provisioning: verification code: %s (until %s)" % (self.code,
+                                                                     o["expirationTime"]))
             r._wait = 0
         valid = self.id and now < self.exp
         # 59: the +1 below (now() drops a fraction) keeps the gap within 60 s
