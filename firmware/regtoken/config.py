@@ -66,16 +66,15 @@ def validate(raw, name="config"):
             if not (v is None or valid_token(v) and 3 < len(v) < 91
                     and match("[0-9A-Za-z_.-]+$", v)):
                 why = "4-90 of 0-9 a-z A-Z - _ ."
-        elif k == "wifi":
-            if not (v is None or isinstance(v, dict) and (not v or isinstance(
-                    v.get("ssid"), str) and isinstance(v.get("password", ""), str))):
-                why = '{"ssid": "...", "password": "..."}'
-        else:
-            t = dict if k == "led" else str if d is None else t  # ca_file's, store_dir's
+        else:  # of the default's type; None too when that is the default
+            t = str if k == "ca_file" else dict if d is None else t  # led, wifi: objects
             if not (isinstance(v, t) or v is None is d):
                 why = "true or false" if t is bool else "a string" if t is str else "an object"
             elif k == "ca_file" and https and cfg["tls_verify"] is not False and not v:
                 why = "set for https or tls_verify false"
+            elif k == "wifi" and v and not (isinstance(cfg[k].get("ssid"), str)  # cfg[k]: mypy
+                                            and isinstance(cfg[k].get("password", ""), str)):
+                why = '{"ssid": "...", "password": "..."}'
         if why:
             raise ConfigError("%s: '%s' must be %s" % (name, k, why))
     cfg["api_url"] = url.rstrip("/")
