@@ -85,7 +85,7 @@ class Provisioner:
                     r.prov = None
                     why = "401: fix provisioning_token in config.json"
                     if st == 410:
-                        why = "cancelled: restart to provision again"
+                        why = "cancelled by an operator: restart"
                         if self.id:  # a restart must not resume it
                             rec = Record(self.id, self.exp, DEAD, self.seed)
                     hi = None  # stop

@@ -81,7 +81,7 @@ def test_cancelled_operation_stops_until_restart(rig_factory):
     b = rig.boot()
     code = wait_code(b)
     rig.srv.cancel(code)
-    b.wait_for("cancelled: restart", timeout=60)
+    b.wait_for("cancelled by an operator", timeout=60)
     b.wait_for("state: provision (")
     b.stop()
     b2 = rig.boot()
