@@ -46,7 +46,7 @@ def validate(raw, name="config"):
                 why = "a known key"
         elif k.endswith("_token"):
             if not (v is None or valid_token(v)):
-                why = "1-1024 of ASCII ! to ~"
+                why = "1-1024 printable ASCII, no spaces"
         elif t is str and d:  # transport, sleep: one of the choices, first the default
             c = ("wire", "urequests") if d == "wire" else ("none", "light", "deep")
             if v not in c:
@@ -65,12 +65,12 @@ def validate(raw, name="config"):
 
             if not (v is None or valid_token(v) and 3 < len(v) < 91
                     and match("[0-9A-Za-z_.-]+$", v)):
-                why = "4-90 of 0-9 a-z A-Z - _ ."
+                why = "4-90 chars of 0-9 a-z A-Z - _ ."
         else:  # of the default's type; None too when that is the default
             t = str if k == "ca_file" else dict if d is None else t  # led, wifi: objects
             if not (isinstance(v, t) or v is None is d):
                 why = "true or false" if t is bool else "a string" if t is str else "an object"
-            elif k == "ca_file" and https and cfg["tls_verify"] is not False and not v:
+            elif k == "ca_file" and https and cfg["tls_verify"] and not v:
                 why = "set for https or tls_verify false"
             elif k == "wifi" and v and not (isinstance(cfg[k].get("ssid"), str)  # cfg[k]: mypy
                                             and isinstance(cfg[k].get("password", ""), str)):
