@@ -95,7 +95,7 @@ class Provisioner:
                     why = "410: new init"
                 elif st == 423:
                     retry = max(retry, hi)  # workspace disabled
-            except Exception:  # MemoryError too: a failed attempt
+            except (ValueError, KeyError, TypeError):  # a malformed answer
                 why += " bad"
         if rec:
             try:
