@@ -1,77 +1,84 @@
 # config.json: validate and fill defaults. A bad value stops the device with one message
 # naming the key; nothing here touches the token store. Imported once at boot, then let go.
+#
+# Size: one walk over the keys, one raise. The .mpy keeps each string of 10 characters or
+# more as an object, and the strings in a constant tuple apart, so a key is named once.
 from .answer import valid_token
 from .dates import rfc3339
 from .error import ConfigError
+from .wire import split_url  # the URL the config accepts is the one wire takes
 
-DEFAULTS = {"initial_token": None, "provisioning_token": None, "ca_file": None,
-            "tls_verify": True, "wifi": None, "timeout_s": 15, "backoff_min_s": 5,
-            "backoff_max_s": 240, "store_dir": "", "transport": "wire", "sleep": "none",
-            "led": None, "reprovision": False, "device_id": None}
-# key: the values allowed (a tuple), or the type (None allowed unless the default is set)
-RULES: dict = {"tls_verify": (True, False), "reprovision": (True, False),
-               "transport": ("wire", "urequests"),
-               "sleep": ("none", "light", "deep"), "ca_file": str, "store_dir": str,
-               "led": dict, "wifi": dict}
+DEFAULTS: dict = {"api_url": None, "initial_token": None, "provisioning_token": None,
+                  "ca_file": None, "tls_verify": True, "wifi": None, "timeout_s": 15,
+                  "backoff_min_s": 5, "backoff_max_s": 240, "store_dir": "", "transport": "wire",
+                  "sleep": "none", "led": None, "reprovision": False, "device_id": None}
 
 
 def validate(raw, name="config"):
     """A checked copy of the config dict with defaults filled in; raises ConfigError."""
-
-    def bad(key, why):
-        return ConfigError("%s: '%s' %s" % (name, key, why))
-
     if not isinstance(raw, dict):
-        raise ConfigError(name + ": must be a JSON object")
+        raise ConfigError(name + ": not a JSON object")
     cfg: dict = dict(DEFAULTS)
-    cfg["_from"] = name
-    for k in raw:
-        if k not in DEFAULTS and k not in ("api_url", "initial_expiration") and k[:1] != "_":
-            raise bad(k, "is not a known key")
-        cfg[k] = raw[k]
-    url = cfg.get("api_url", "")
-    from .wire import split_url  # outside the try: a MemoryError is no bad URL
-
+    cfg.update(raw)
+    url = cfg["api_url"]
     try:
         https, host = split_url(url)[:2]
-        ok = url.split("://")[0] in ("http", "https") and host and " " not in url
+        host = host and url.split("://")[0] in ("http", "https") and " " not in url
     except Exception:
-        ok = 0
-    if not ok:
-        raise bad("api_url", "must be an http:// or https:// URL")
+        host = https = 0
+    # z to a: backoff_min_s is checked before backoff_max_s, tls_verify before ca_file.
+    # `why` stays None for a good value; a message is built only for a bad one.
+    for k in sorted(cfg, reverse=True):
+        v = cfg[k]
+        d = DEFAULTS.get(k)
+        t: type = type(d)
+        why = None
+        if k == "api_url":
+            if not host:
+                why = "an http(s):// URL"
+        elif k == "initial_expiration":
+            try:
+                cfg[k] = rfc3339(v)
+            except ValueError:
+                why = "RFC 3339 or null"
+        elif k not in DEFAULTS:
+            if not k.startswith("_"):  # a comment
+                why = "a known key"
+        elif k.endswith("_token"):
+            if not (v is None or valid_token(v)):
+                why = "1-1024 printable ASCII, no spaces"
+        elif t is str and d:  # transport, sleep: one of the choices, first the default
+            c = ("wire", "urequests") if d == "wire" else ("none", "light", "deep")
+            if v not in c:
+                why = '"%s"' % '" or "'.join(c)
+            elif v == "urequests" and host and (https or "[" in url):
+                why = "wire for https or IPv6"
+        elif t is int:  # a number (a bool is none) in its range
+            lo = 1
+            hi = 300 if k == "timeout_s" else 86400
+            if k == "backoff_max_s":
+                lo, hi = cfg["backoff_min_s"], 604800
+            if not (type(v) in (int, float) and lo <= v <= hi):
+                why = "a number from %s to %s" % (lo, hi)
+        elif k == "device_id":
+            from re import match  # after valid_token: no newline, which $ lets by in CPython
+
+            if not (v is None or valid_token(v) and 3 < len(v) < 91
+                    and match("[0-9A-Za-z_.-]+$", v)):
+                why = "4-90 chars of 0-9 a-z A-Z - _ ."
+        else:  # of the default's type; None too when that is the default
+            t = str if k == "ca_file" else dict if d is None else t  # led, wifi: objects
+            if not (isinstance(v, t) or v is None is d):
+                why = "true or false" if t is bool else "a string" if t is str else "an object"
+            elif k == "ca_file" and https and cfg["tls_verify"] and not v:
+                why = "set for https or tls_verify false"
+            elif k == "wifi" and v and not (isinstance(cfg[k].get("ssid"), str)  # cfg[k]: mypy
+                                            and isinstance(cfg[k].get("password", ""), str)):
+                why = '{"ssid": "...", "password": "..."}'
+        if why:
+            raise ConfigError("%s: '%s' must be %s" % (name, k, why))
     cfg["api_url"] = url.rstrip("/")
-    for k in ("initial_token", "provisioning_token"):
-        if cfg[k] is not None and not valid_token(cfg[k]):
-            raise bad(k, "must be 1-1024 printable ASCII characters, no spaces")
-    if "initial_expiration" in raw:
-        try:
-            cfg["initial_expiration"] = rfc3339(raw["initial_expiration"])
-        except ValueError:
-            raise bad("initial_expiration", "must be an RFC 3339 date-time or null")
-    for k, rule in RULES.items():
-        v = cfg[k]
-        if type(rule) is tuple:
-            if v not in rule or type(v) is not type(rule[0]):  # JSON 1 is no true
-                w = ['"%s"' % c if isinstance(c, str) else str(c).lower() for c in rule]
-                raise bad(k, "must be %s or %s" % (", ".join(w[:-1]), w[-1]))
-        elif (v is not None or DEFAULTS[k] is not None) and not isinstance(v, rule):
-            raise bad(k, "must be " + ("a string" if rule is str else "a JSON object"))
-    d = cfg["device_id"]
-    if d is not None and not (isinstance(d, str) and 3 < len(d) < 91 and all(
-            c.isalpha() and c < "{" or "/" < c < ":" or c in "-_." for c in d)):
-        raise bad("device_id", "must be 4 to 90 characters of 0-9 a-z A-Z - _ .")
-    if https and cfg["tls_verify"] and not cfg["ca_file"]:
-        raise bad("ca_file", "is required for an https api_url (or set tls_verify to false)")
-    w = cfg["wifi"]
-    if w and not (isinstance(w.get("ssid"), str) and isinstance(w.get("password", ""), str)):
-        raise bad("wifi", 'must be {"ssid": "...", "password": "..."}')
-    for k, lo, hi in (("timeout_s", 1, 300), ("backoff_min_s", 1, 86400),
-                      ("backoff_max_s", cfg["backoff_min_s"], 604800)):
-        v = cfg[k]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-            raise bad(k, "must be a number from %s to %s" % (lo, hi))
-    if cfg["transport"] == "urequests" and (https or "[" in url):
-        raise bad("transport", '"urequests" takes an http:// URL without IPv6 literal')
+    cfg["_from"] = name
     return cfg
 
 

@@ -12,25 +12,19 @@ def ca_file(cfg):
             ca = f.read()
     except OSError:
         ca = b""
-    ca = der(ca) if b"-----BEGIN" in ca else [ca] if ca else []
+    ca = der(ca) if b"-----BEGIN" in ca else [ca] if ca else ()
     if not ca:
-        raise ConfigError("%s: 'ca_file' holds no certificate" % cfg.get("_from", "config"))
+        raise ConfigError("%s: 'ca_file' holds no certificate" % cfg["_from"])
     return ca
 
 
-def der(data):
+def der(ca):
     """Every certificate in PEM text, as a list of DER blobs."""
-    out: list = []
-    b64: list | None = None
-    for line in data.split(b"\n"):
-        line = line.strip()
-        if line.startswith(b"-----BEGIN CERTIFICATE"):
-            b64 = []
-        elif line.startswith(b"-----END CERTIFICATE") and b64 is not None:
-            out.append(a2b_base64(b"".join(b64)))
-            b64 = None
-        elif b64 is not None:
-            b64.append(line)
+    out = []
+    for s in ca.split(b"-----BEGIN CERTIFICATE")[1:]:
+        s = s.split(b"-----END")
+        if len(s) > 1:  # a2b_base64 passes by what is no base64: the BEGIN line's end, CR LF
+            out.append(a2b_base64(s[0]))
     return out
 
 
@@ -39,6 +33,6 @@ def wrap(s, host, ca):
 
     ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
     ctx.verify_mode = tls.CERT_NONE if ca is None else tls.CERT_REQUIRED  # type: ignore
-    for der in ca or ():
-        ctx.load_verify_locations(der)
+    for d in ca or ():
+        ctx.load_verify_locations(d)
     return ctx.wrap_socket(s, server_hostname=host, do_handshake_on_connect=False)

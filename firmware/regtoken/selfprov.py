@@ -14,7 +14,7 @@ from . import policy
 from .answer import retry_after, token_object, valid_token
 from .dates import rfc3339
 from .refresher import PROVISION, PROVISIONING
-from .store import DEAD, NEVER, Record, StoreError
+from .store import DEAD, NEVER, Record
 
 OP = -2  # `due` of a stored provisioning operation
 
@@ -40,19 +40,12 @@ class Provisioner:
         if self.id and r.clock.now() > self.exp:
             self.id = None
             r.log("provisioning: expired")
-        if self.id:
-            m, p, d = "PUT", "complete", {"provisioningOperationId": self.id}
-        else:
-            m, p, d = "POST", "init", {"deviceId": c["device_id"]} if c["device_id"] else {}
+        d = c["device_id"]
+        m, p, d = ("PUT", "complete", {"provisioningOperationId": self.id}) if self.id else (
+            "POST", "init", {"deviceId": d} if d else {})
         return m, c["api_url"] + "/provisioning-operations/" + p, json.dumps(d).encode(), {
             "Content-Type": "application/json",
             "Authorization": "DeviceToken " + c["provisioning_token"]}
-
-    def _save(self, rec):
-        try:
-            self.r.store.commit(rec)
-        except StoreError as e:
-            self.r.log("store: %s" % e)
 
     def settle(self, a):
         r = self.r
@@ -60,6 +53,7 @@ class Provisioner:
         lo, hi = c["backoff_min_s"], c["backoff_max_s"]
         now = r.clock.now()
         retry = 0
+        rec = None  # to commit: the new operation, or the cancelled one
         if isinstance(a, Exception):
             why = repr(a)
         else:
@@ -67,44 +61,53 @@ class Provisioner:
             retry = retry_after(h, now)
             why = "HTTP %d" % st
             try:
-                if self.id and st == 202:
-                    why = "not approved"
-                elif self.id and st // 100 == 2:
-                    tok, exp = token_object(body)
-                    r.prov = None
-                    # without NTP `now` is wrong: refresh at once, which sets the clock
-                    due = 0 if exp is None else max(policy.refresh_at(now, exp, r.rand()),
-                                                    now + lo) if r.clock.trusted else now
-                    return r._keep(Record(tok, NEVER if exp is None else exp, due, self.seed),
-                                   "provisioned (%d)" % st)
-                elif st // 100 == 2:
-                    o = json.loads(body)
-                    i, code = o["provisioningOperationId"], o["verificationCode"]
-                    exp = rfc3339(o["expirationTime"])
-                    if not (valid_token(i) and valid_token(code) and exp):
-                        raise ValueError
-                    self._save(Record(i + " " + code, exp, OP, self.seed))  # before it shows
-                    self.id, self.code, self.exp = i, code, exp
-                    r.log("provisioning: verification code: %s (until %s)"
-                          % (code, o["expirationTime"]))
-                    r._wait = 0
-                    why = "approve it"
+                if st // 100 == 2:
+                    if not self.id:  # init's answer: a new operation
+                        o = json.loads(body)
+                        i, code = o["provisioningOperationId"], o["verificationCode"]
+                        exp = rfc3339(o["expirationTime"])
+                        if not (valid_token(i) and valid_token(code) and exp):
+                            raise ValueError
+                        rec = Record(i + " " + code, exp, OP, self.seed)  # stored before shown
+                        self.id, self.code, self.exp = i, code, exp
+                        why = "approve it"
+                    elif st == 202:
+                        why = "not approved"
+                    else:
+                        tok, exp = token_object(body)
+                        r.prov = None
+                        # without NTP `now` is wrong: refresh at once, which sets the clock
+                        due = 0 if exp is None else max(policy.refresh_at(
+                            now, exp, r.rand()), now + lo) if r.clock.trusted else now
+                        return r._keep(Record(tok, NEVER if exp is None else exp, due,
+                                              self.seed), "provisioned (%d)" % st)
                 elif st == 401 or st == 410 and b'provisioningOperationCancelled"' in body:
                     r.prov = None
-                    why = "401: bad provisioning_token: fix config.json and restart"
+                    why = "401: fix provisioning_token in config.json"
                     if st == 410:
+                        why = "cancelled by an operator: restart"
                         if self.id:  # a restart must not resume it
-                            self._save(Record(self.id, self.exp, DEAD, self.seed))
-                        why = "cancelled by an operator: restart to provision again"
-                    return r._set(PROVISION, None, why)
+                            rec = Record(self.id, self.exp, DEAD, self.seed)
+                    hi = None  # stop
                 elif st == 410:
                     self.id = None
                     r._wait = 0
                     why = "410: new init"
                 elif st == 423:
                     retry = max(retry, hi)  # workspace disabled
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError):  # a malformed answer
                 why += " bad"
+        if rec:
+            try:
+                r.store.commit(rec)
+            except Exception as e:
+                r.log("store: %s" % e)
+        if hi is None:
+            return r._set(PROVISION, None, why)
+        if rec:
+            r.log("provisioning: verification code: %s (until %s)" % (self.code,
+                                                                     o["expirationTime"]))
+            r._wait = 0
         valid = self.id and now < self.exp
         # 59: the +1 below (now() drops a fraction) keeps the gap within 60 s
         r._wait = policy.backoff(r._wait, lo, min(hi, 59) if valid else hi, r.rand(), retry)

@@ -26,8 +26,8 @@ def test_zero_touch_config_from_make_variables() -> None:
 
 
 @pytest.mark.parametrize("over,message", [
-    ({"DEVICE_ID": "abc"}, "device_id: must be 4 to 90 characters"),
-    ({"DEVICE_ID": "has space"}, "device_id: must be 4 to 90 characters"),
+    ({"DEVICE_ID": "abc"}, "device_id: must be 4-90 chars of 0-9 a-z A-Z"),
+    ({"DEVICE_ID": "has space"}, "device_id: must be 4-90 chars of 0-9 a-z A-Z"),
     ({"REPROVISION": "maybe"}, "reprovision: 'maybe' is not true or false"),
     ({"PROVISIONING_TOKEN": ""}, "reprovision: needs a provisioning_token"),
 ])

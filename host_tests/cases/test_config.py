@@ -96,3 +96,17 @@ def test_ipv6_literals_accepted_and_broken_urls_refused():
 def test_errors_name_the_source():
     assert str(raises(ConfigError, validate, {"api_url": 1})).startswith("config: 'api_url'")
     assert str(raises(ConfigError, validate, {"api_url": 1}, "cfg.json")).startswith("cfg.json:")
+
+
+def test_messages_say_in_few_words_what_the_value_must_be():
+    # "<source>: '<key>' must be <what>": tools/bringup/provision.py reads the key and the rest
+    for key, bad in (("tls_verify", 0), ("timeout_s", 0), ("sleep", "x"), ("device_id", "a b"),
+                     ("bakoff_min_s", 5), ("initial_token", "a b"), ("wifi", {"ssid": 1})):
+        msg = refused(key, **{key: bad})
+        assert msg.startswith("config: '%s' must be " % key) and len(msg) < 80, msg
+    assert refused("timeout_s", timeout_s=0).endswith("a number from 1 to 300")
+    msg = refused("backoff_max_s", backoff_min_s=60, backoff_max_s=30)
+    assert msg.endswith("from 60 to 604800")
+    assert refused("sleep", sleep="x").endswith('"none" or "light" or "deep"')
+    assert refused("reprovision", reprovision=1).endswith("true or false")
+    assert "tls_verify false" in str(raises(ConfigError, validate, {"api_url": "https://x"}))
