@@ -21,7 +21,7 @@ class Urequests:
     def request(self, method, url, body, headers):
         try:  # request(method, url, data, json, headers, stream, auth, timeout, parse_headers)
             r = requests.request(method, url, body, None, headers, None, None, self.timeout_s,
-                                 _keep)
+                                 _keep)  # type: ignore[arg-type]  # the stub says bool
         except OSError as e:  # the host named, as a DNS failure must be
             raise OSError("%s: %s" % (url.split("/")[2], e))
         try:  # a token object is ~300 bytes: 2 KiB at most (a longer body cut there is no

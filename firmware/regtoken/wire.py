@@ -32,20 +32,7 @@ def split_url(url):
         host, port = hostport[1:].split("]")  # no "]": ValueError
         port = port[1:]
     tls = scheme == "https"
-    return tls, host, int(port) if port else (443 if tls else 80), "/" + path, hostport
-
-
-def _name(b, a, j):
-    # the name (a _KEEP value) of header line b[a:j] if it is one we keep, compared in
-    # place: nothing is allocated for a line that passes by. `| 32` is ASCII lower case
-    # for letters and leaves "-" as it is.
-    c = b.find(b":", a, j) - a
-    k = _KEEP.get(c)
-    if k:
-        for x in range(c):
-            if b[a + x] | 32 != ord(k[x]):
-                return None
-    return k
+    return tls, host, int(port or (443 if tls else 80)), "/" + path, hostport
 
 
 class Wire:
@@ -54,7 +41,8 @@ class Wire:
         self.ca = ca
         self.p = select.poll()  # one for every request: its sockets come and go
         self.buf = bytearray(BODY)
-        self.url = self.parts = self.ai = self.ans = None
+        self.k = self.ai = self.ans = None
+        self.parts: tuple = None  # type: ignore[assignment]  # split_url(url) of self.k
 
     def _x(self, method, url, body, headers):
         """Generator for one exchange: it builds the request, resolves the host, connects,
@@ -65,33 +53,39 @@ class Wire:
         # still import wire for split_url, which the config validator uses
 
         self.ans = None
-        self.deadline = time.ticks_ms() + self.ms  # ticks_diff takes it past the period
+        # ticks_diff takes the deadline past the ticks' period: no ticks_add needed
+        self.deadline = time.ticks_ms() + self.ms  # type: ignore[operator]
         p = self.p
         b = self.buf
         mv = memoryview(b)
         n = len(body)
         u = self.parts
-        if url != self.url or method != self.m or n != self.n or headers != self.h:
+        # the locals used most, first: the first 16 (self and the arguments among them)
+        # take one byte less of bytecode at each use
+        a = i = j = want = lim = 0
+        key = method, url, n, headers
+        if key != self.k:
             u = self.parts = split_url(url)
-            self.url, self.m, self.n, self.h, self.ai = url, method, n, headers, None
-            h = ""
+            self.k = key
+            self.ai = None
+            lines = ""
             for kv in headers.items():
-                h += "%s: %s\r\n" % kv
-            self.head = ("%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n"
-                         "Content-Length: %d\r\n%s\r\n" % (method, u[3], u[4], n, h)).encode()
-        if not self.ai:
+                lines += "%s: %s\r\n" % kv
+            self.head = ("%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n%s\r\n"
+                         % (method, u[3], u[4], n, lines)).encode()
+        ai = self.ai
+        if not ai:
             try:
-                self.ai = socket.getaddrinfo(u[1], u[2], 0, socket.SOCK_STREAM)[0]
+                ai = self.ai = socket.getaddrinfo(u[1], u[2], 0, socket.SOCK_STREAM)[0]
             except OSError as e:
                 raise OSError("cannot resolve %s (%s)" % (u[1], e))
         # the whole request in one buffer: one write, one TLS record
-        h = self.head
-        a = len(h)
+        head = self.head
+        a = len(head)
         n += a
         out = memoryview(b if n <= BODY else bytearray(n))[:n]
-        out[:a] = h
+        out[:a] = head
         out[a:] = body
-        ai = self.ai
         s = socket.socket(ai[0], socket.SOCK_STREAM, ai[2])
         try:
             s.setblocking(False)
@@ -120,34 +114,47 @@ class Wire:
             st = skip = te = None  # skip: inside a line too long to keep
             lim = LINE  # BODY once the headers are done
             want = BODY + 1  # the body's length; more than BODY: up to EOF
-            h = {}
+            h: dict = {}
             while True:
                 j = b.find(b"\n", i, n) if lim == LINE else -1
-                if j >= 0:
-                    a, i = i, j + 1
+                cut = j < 0  # no end of line: the first LINE bytes of a longer one, if full
+                if not cut or n - i == LINE:
+                    a = i
+                    if cut:
+                        j = i = n  # passed by (or refused): not kept
+                    else:
+                        i = j + 1
                     if skip:
-                        skip = None
+                        skip = cut  # the rest of a long line, up to its end
                     elif st is None:
-                        if not b.startswith(b"HTTP/1.", a):
+                        if cut or not b.startswith(b"HTTP/1.", a):
                             raise ValueError("not HTTP")
                         st = int(b[a + 9:a + 12])
-                    elif j - a > 1:
-                        k = _name(b, a, j)
-                        if k:  # its value, stripped, as the one str kept
-                            a += len(k) + 1
-                            while a < j and b[a] < 33:  # a space or a tab
-                                a += 1
-                            while j > a and b[j - 1] < 33:  # and "\r"
-                                j -= 1
-                            h[k] = str(mv[a:j], "utf-8")
-                    else:  # the empty line ("\r" at most): on to the body
+                    elif j - a < 2:  # the empty line ("\r" at most): on to the body
                         lim = BODY
                         te = "transfer-encoding" in h  # chunked: we ask for no other
-                        x = h.get("content-length")
-                        if x is not None and not te:
-                            want = int(x)
+                        if not te:  # without a length: up to EOF (want: more than BODY)
+                            want = int(h.get("content-length", want))
                             if want < 0:
-                                raise ValueError(x)
+                                raise ValueError(want)
+                    else:  # a header: kept if its name is one of _KEEP, compared in place
+                        # (`| 32` is ASCII lower case for letters and leaves "-" as it is)
+                        c = b.find(b":", a, j) - a
+                        k = _KEEP.get(c)
+                        if k:
+                            for x in range(c):
+                                if b[a + x] | 32 != ord(k[x]):
+                                    k = None
+                                    break
+                        if not k:
+                            skip = cut
+                        elif cut:
+                            raise OSError("header too long")
+                        else:  # its value, stripped, as the one str kept: the usual
+                            a += c + 1  # space and CR are left out here, so that strip()
+                            a += b[a] == 32  # returns the str it was given (no copy)
+                            j -= b[j - 1] == 13
+                            h[k] = str(mv[a:j], "utf-8").strip()
                     continue
                 if i:
                     mv[:n - i] = mv[i:n]
@@ -158,36 +165,31 @@ class Wire:
                         break
                     if n == BODY:
                         raise OSError("body too long")
-                elif n == LINE:  # a line longer than LINE: passed by, unless it is kept
-                    if not skip and (st is None or _name(b, 0, n)):
-                        raise OSError("header too long")
-                    skip = 1
-                    n = 0
-                k = s.readinto(mv[n:lim])
-                if k is None:
+                got = s.readinto(mv[n:lim])
+                if got is None:
                     p.register(s, 1)
                     yield
                     continue
-                seen += k
-                if not k:
+                seen += got
+                if not got:
                     if lim == LINE or want <= BODY:
                         raise OSError("truncated")
                     break
                 if seen > HEAD:
                     raise OSError("headers too long")
-                n += k
-            data = bytes(mv[:n if n < want else want])
+                n += got
+            body = bytes(mv[:min(n, want)])
             if te:  # size line, data and CRLF per chunk, up to a chunk of size 0
-                x = b""
+                data = b""
                 while True:
-                    k, _, data = data.partition(b"\r\n")
-                    n = int(k.split(b";")[0], 16)
+                    size, _, body = body.partition(b"\r\n")
+                    n = int(size.split(b";")[0], 16)
                     if not n:
                         break
-                    x += data[:n]
-                    data = data[n + 2:]
-                data = x
-            self.ans = st, h, data
+                    data += body[:n]
+                    body = body[n + 2:]
+                body = data
+            self.ans = st, h, body
         except ValueError as e:  # mbedTLS: a failed verification; else a garbled answer
             raise OSError(("TLS: " if out else "bad answer: ") + " ".join(str(e).split()))
         finally:
