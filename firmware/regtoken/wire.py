@@ -80,11 +80,10 @@ class Wire:
             except OSError as e:
                 raise OSError("cannot resolve %s (%s)" % (u[1], e))
         # the whole request in one buffer: one write, one TLS record
-        head = self.head
-        a = len(head)
+        a = len(self.head)
         n += a
         out = memoryview(b if n <= BODY else bytearray(n))[:n]
-        out[:a] = head
+        out[:a] = self.head
         out[a:] = body
         s = socket.socket(ai[0], socket.SOCK_STREAM, ai[2])
         try:
@@ -94,17 +93,14 @@ class Wire:
             except OSError as e:
                 if e.errno != EINPROGRESS:
                     raise
-            p.register(s, 4)  # POLLOUT (4, and POLLIN 1, on every port)
-            yield
-            if u[0]:
+            if u[0]:  # wrapped while it connects: the handshake starts at the first write
                 from .pem import wrap  # TLS code only for https
 
-                p.unregister(s)
                 s = wrap(s, u[1], self.ca)
             while out:
-                n = s.write(out)
-                if n is None:  # TLS: the socket polls for what the handshake awaits
-                    p.register(s, 4)
+                n = s.write(out)  # None while it connects (every port), or would block
+                if n is None:  # (TLS: the socket polls for what the handshake awaits)
+                    p.register(s, 4)  # POLLOUT (4, and POLLIN 1, on every port)
                     yield
                 else:
                     out = out[n:]
@@ -127,9 +123,9 @@ class Wire:
                     if skip:
                         skip = cut  # the rest of a long line, up to its end
                     elif st is None:
-                        if cut or not b.startswith(b"HTTP/1.", a):
+                        if cut:
                             raise ValueError("not HTTP")
-                        st = int(b[a + 9:a + 12])
+                        st = int(b[a + 9:a + 12])  # "HTTP/1.1 201": digits, or no HTTP
                     elif j - a < 2:  # the empty line ("\r" at most): on to the body
                         lim = BODY
                         te = "transfer-encoding" in h  # chunked: we ask for no other
