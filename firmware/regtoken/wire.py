@@ -63,10 +63,9 @@ class Wire:
         # the locals used most, first: the first 16 (self and the arguments among them)
         # take one byte less of bytecode at each use
         a = i = j = want = lim = 0
-        key = method, url, n, headers
-        if key != self.k:
+        if (method, url, n, headers) != self.k:
             u = self.parts = split_url(url)
-            self.k = key
+            self.k = method, url, n, dict(headers)  # a copy: the caller's may change
             self.ai = None
             lines = ""
             for kv in headers.items():
@@ -98,8 +97,8 @@ class Wire:
 
                 s = wrap(s, u[1], self.ca)
             while out:
-                n = s.write(out)  # None while it connects (every port), or would block
-                if n is None:  # (TLS: the socket polls for what the handshake awaits)
+                n = s.write(out)  # None: it would block (connecting, or a full buffer;
+                if n is None:  # TLS: the socket polls for what the handshake awaits)
                     p.register(s, 4)  # POLLOUT (4, and POLLIN 1, on every port)
                     yield
                 else:
@@ -124,7 +123,7 @@ class Wire:
                         skip = cut  # the rest of a long line, up to its end
                     elif st is None:
                         if cut:
-                            raise ValueError("not HTTP")
+                            raise OSError("header too long")
                         st = int(b[a + 9:a + 12])  # "HTTP/1.1 201": digits, or no HTTP
                     elif j - a < 2:  # the empty line ("\r" at most): on to the body
                         lim = BODY

@@ -248,3 +248,13 @@ def test_a_failed_request_closes_its_socket():
     sock = Sock(b"HTTP/1.1 201 Created\r\nContent-Length: 99\r\n\r\n{}")
     raises(OSError, read, sock)
     assert sock.closed
+
+
+def test_headers_changed_in_place_change_the_request():
+    w = client()
+    headers = {"X-K": "v"}
+    exchange(w, Net(Sock(http(b""))), headers=headers)
+    headers["X-K"] = "w"  # the same dict, changed: the next request must say so
+    sock = Sock(http(b""))
+    exchange(w, Net(sock), headers=headers)
+    assert b"\r\nX-K: w\r\n" in sock.sent
