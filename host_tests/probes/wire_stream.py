@@ -14,7 +14,7 @@ sys.path.insert(0, HERE + "/../../firmware")
 from regtoken.wire import Wire  # noqa: E402
 
 
-def case(http, url):
+def case(http, url):  # http: a Wire or a Urequests
     t0 = time.ticks_ms()
     try:
         st, h, body = http.request("PUT", url, b"{}", {})
@@ -26,12 +26,11 @@ def case(http, url):
 
 if __name__ == "__main__":
     urls = sys.argv[1:]
+    http: object = Wire(4)
     if urls[:1] == ["--ureq"]:
         from regtoken.ureq import Urequests
 
         http = Urequests(4)
         urls = urls[1:]
-    else:
-        http = Wire(4)
     for url in urls:
         case(http, url)
