@@ -60,9 +60,11 @@ class Wire:
         mv = memoryview(b)
         n = len(body)
         u = self.parts
-        # the locals used most, first: the first 16 (self and the arguments among them)
-        # take one byte less of bytecode at each use
-        a = i = j = want = lim = 0
+        # the answer's state first: the first 16 locals (self and the arguments among
+        # them) take one byte less of bytecode at each use
+        a = i = j = seen = 0  # b[i:n] is read and not yet used
+        lim = LINE  # BODY once the headers are done
+        want = BODY + 1  # the body's length; more than BODY: up to EOF
         if (method, url, n, headers) != self.k:
             u = self.parts = split_url(url)
             self.k = method, url, n, dict(headers)  # a copy: the caller's may change
@@ -104,11 +106,9 @@ class Wire:
                 else:
                     out = out[n:]
             # the status line and headers line by line through b[:LINE], then the body
-            # through b[:BODY]: b[i:n] is read and not yet used
-            i = n = seen = 0
+            # through b[:BODY]
+            n = 0
             st = skip = te = None  # skip: inside a line too long to keep
-            lim = LINE  # BODY once the headers are done
-            want = BODY + 1  # the body's length; more than BODY: up to EOF
             h: dict = {}
             while True:
                 j = b.find(b"\n", i, n) if lim == LINE else -1
