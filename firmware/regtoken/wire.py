@@ -72,8 +72,10 @@ class Wire:
             lines = ""
             for kv in headers.items():
                 lines += "%s: %s\r\n" % kv
-            self.head = ("%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n%s\r\n"
-                         % (method, u[3], u[4], n, lines)).encode()
+            # Connection: close: an answer without a length (a 204, a proxy's error) ends
+            # where the server closes, not at our deadline
+            self.head = ("%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n"
+                         "Content-Length: %d\r\n%s\r\n" % (method, u[3], u[4], n, lines)).encode()
         ai = self.ai
         if not ai:
             try:

@@ -207,8 +207,8 @@ def test_the_request_written_and_ipv6_hosts_in_brackets():
     w = client()
     sock = Sock(http(b""))
     exchange(w, Net(sock), "PUT", "http://[::1]:8080/v1/r", b'{"a": 1}', {"X-K": "v"})
-    assert sock.sent == (b"PUT /v1/r HTTP/1.1\r\nHost: [::1]:8080\r\nContent-Length: 8\r\n"
-                         b"X-K: v\r\n\r\n{\"a\": 1}")
+    assert sock.sent == (b"PUT /v1/r HTTP/1.1\r\nHost: [::1]:8080\r\nConnection: close\r\n"
+                         b"Content-Length: 8\r\nX-K: v\r\n\r\n{\"a\": 1}")
     assert sock.addr == ("::1", 8080) and sock.closed
     # a body of another length, other headers: the head follows
     sock = Sock(http(b""))
