@@ -4,7 +4,7 @@
 #
 # One buffer of BODY bytes, kept by the client, carries the request out and the answer in:
 # the status line and headers line by line through its first LINE bytes, keeping only the
-# headers used and letting the rest pass by (up to HEAD bytes of them), then the body.
+# headers used and letting the rest pass by, then the body; HEAD bounds the bytes read.
 # Reading stops at Content-Length.
 #
 # One exchange is one generator (Wire._x) that yields whenever its socket would block, the
