@@ -14,7 +14,7 @@
 # URL, headers and body length stay the same, the server's address until a request fails.
 import select
 import time
-from errno import EINPROGRESS
+import errno
 
 LINE = 256  # longest header line kept; longer ones of unused headers pass by
 HEAD = 32768  # answer bytes read at most (a CDN adds ~7 KB of headers; 64 KB is refused)
@@ -94,7 +94,7 @@ class Wire:
             try:
                 s.connect(ai[-1])
             except OSError as e:
-                if e.errno != EINPROGRESS:
+                if e.errno != errno.EINPROGRESS:
                     raise
             if u[0]:  # wrapped while it connects: the handshake starts at the first write
                 from .pem import wrap  # TLS code only for https
