@@ -12,9 +12,9 @@
 # `arequest` (aio.py) inside asyncio: the same code serves a plain loop and an event loop.
 # Per request little is built but the answer: the request head is kept while the method,
 # URL, headers and body length stay the same, the server's address until a request fails.
+import errno  # only names in MicroPython's default list
 import select
 import time
-import errno
 
 LINE = 256  # longest header line kept; longer ones of unused headers pass by
 HEAD = 32768  # answer bytes read at most (a CDN adds ~7 KB of headers; 64 KB is refused)
