@@ -1,6 +1,7 @@
-# The streaming HTTP reader (regtoken.wire.answer) against a scripted socket, on both
-# tiers: headers pass through a fixed LINE buffer and only the ones used are kept, the body
-# lands in a fixed BODY buffer, and reading stops where the answer says it ends.
+# The HTTP client (regtoken.wire.Wire) against a scripted socket, on both tiers: the request
+# it writes, headers through a fixed LINE-byte window of which only the ones used are kept,
+# the body in a fixed BODY buffer, reading that stops where the answer says it ends, and the
+# server's address kept until a request fails.
 import sys
 
 from regtoken import wire
@@ -8,11 +9,13 @@ from regtoken import wire
 from cases.util import raises
 
 TOKEN = b'{"registrationToken": "abc", "expirationTime": null}'
+URL = "http://h.example:8080/x"
 
 
 class Sock:
     """Serves `data` in pieces of `piece` bytes, a would-block (None) between pieces, then
-    EOF, or nothing ever again (a keep-alive server) when `hold` is set."""
+    EOF, or nothing ever again (a keep-alive server) when `hold` is set. Keeps what the
+    client wrote."""
 
     def __init__(self, data, piece=100, hold=False):
         self.data = data
@@ -21,6 +24,21 @@ class Sock:
         self.pos = 0
         self.reads = 0
         self.blocked = False
+        self.sent = b""
+        self.closed = False
+
+    def setblocking(self, flag):
+        assert flag is False
+
+    def connect(self, addr):
+        self.addr = addr
+
+    def write(self, data):
+        self.sent += bytes(data)
+        return len(data)
+
+    def close(self):
+        self.closed = True
 
     def readinto(self, mv):
         self.reads += 1
@@ -38,13 +56,66 @@ class Sock:
         return n
 
 
-def read(sock):
-    gen = wire.answer(sock, bytearray(wire.LINE), bytearray(wire.BODY))
+class Net:
+    """Stands in for the socket module: every socket() is the next scripted Sock; the
+    resolver counts its calls, and raises `fail` when set."""
+    SOCK_STREAM = 1
+
+    def __init__(self, *socks):
+        self.socks = list(socks)
+        self.resolved = []
+        self.fail = None
+
+    def getaddrinfo(self, host, port, af=0, kind=0):
+        self.resolved.append((host, port))
+        if self.fail:
+            raise self.fail
+        return [(2, 1, 6, "", (host, port))]
+
+    def socket(self, af, kind, proto):
+        return self.socks.pop(0)
+
+
+class Poll:
+    def register(self, s, events):
+        pass
+
+    def unregister(self, s):
+        pass
+
+
+class Ticks:  # CPython's time has no ticks_ms
+    @staticmethod
+    def ticks_ms():
+        return 0
+
+
+def exchange(w, net, method="PUT", url=URL, body=b"{}", headers=None):
+    """One request of client w, its generator driven as request() does but without waits
+    (the socket never needs one); net is the socket module while it runs."""
+    saved = sys.modules.get("socket"), wire.time
+    sys.modules["socket"] = net  # type: ignore[assignment]
+    wire.time = Ticks  # type: ignore[assignment]
     try:
-        while True:
-            next(gen)
-    except StopIteration as e:
-        return e.value
+        for _ in w._x(method, url, body, headers or {}):
+            pass
+    finally:
+        if saved[0] is None:
+            del sys.modules["socket"]
+        else:
+            sys.modules["socket"] = saved[0]
+        wire.time = saved[1]
+    return w.ans
+
+
+def client():
+    w = wire.Wire(5)
+    w.p = Poll()  # type: ignore[assignment]
+    return w
+
+
+def read(sock):
+    return exchange(client(), Net(sock))
 
 
 def http(head, body=TOKEN, length=True):
@@ -130,3 +201,60 @@ def test_urls_with_ipv6_literals():
         True, "2001:db8::1", 443, "/v1/x", "[2001:db8::1]")
     assert wire.split_url("http://h.example:81/p") == (False, "h.example", 81, "/p",
                                                        "h.example:81")
+
+
+def test_the_request_written_and_ipv6_hosts_in_brackets():
+    w = client()
+    sock = Sock(http(b""))
+    exchange(w, Net(sock), "PUT", "http://[::1]:8080/v1/r", b'{"a": 1}', {"X-K": "v"})
+    assert sock.sent == (b"PUT /v1/r HTTP/1.1\r\nHost: [::1]:8080\r\nConnection: close\r\n"
+                         b"Content-Length: 8\r\nX-K: v\r\n\r\n{\"a\": 1}")
+    assert sock.addr == ("::1", 8080) and sock.closed
+    # a body of another length, other headers: the head follows
+    sock = Sock(http(b""))
+    exchange(w, Net(sock), "POST", "http://[::1]:8080/v1/r", b"{}", {})
+    assert sock.sent.startswith(b"POST /v1/r HTTP/1.1\r\n")
+    assert b"Content-Length: 2\r\n\r\n{}" in sock.sent and b"X-K" not in sock.sent
+
+
+def test_a_body_longer_than_the_buffer_is_still_sent_whole():
+    sock = Sock(http(b""))
+    body = b"x" * (wire.BODY + 100)
+    exchange(client(), Net(sock), body=body)
+    assert sock.sent.endswith(b"\r\n\r\n" + body)
+
+
+def test_the_address_is_kept_until_a_request_fails():
+    w = client()
+    net = Net(Sock(http(b"")), Sock(http(b"")), Sock(b"SMTP ready\r\n"), Sock(http(b"")))
+    exchange(w, net)
+    exchange(w, net)
+    assert net.resolved == [("h.example", 8080)]  # resolved once for two requests
+    raises(OSError, exchange, w, net)
+    exchange(w, net)
+    assert net.resolved == [("h.example", 8080)] * 2  # and again after the failure
+    exchange(w, Net(Sock(http(b""))), url="http://other.example/x")
+    assert w.parts[1] == "other.example"
+
+
+def test_a_dns_failure_names_the_host():
+    net = Net()
+    net.fail = OSError(-2)
+    e = raises(OSError, exchange, client(), net, url="http://no-such.invalid/x")
+    assert "no-such.invalid" in str(e)
+
+
+def test_a_failed_request_closes_its_socket():
+    sock = Sock(b"HTTP/1.1 201 Created\r\nContent-Length: 99\r\n\r\n{}")
+    raises(OSError, read, sock)
+    assert sock.closed
+
+
+def test_headers_changed_in_place_change_the_request():
+    w = client()
+    headers = {"X-K": "v"}
+    exchange(w, Net(Sock(http(b""))), headers=headers)
+    headers["X-K"] = "w"  # the same dict, changed: the next request must say so
+    sock = Sock(http(b""))
+    exchange(w, Net(sock), headers=headers)
+    assert b"\r\nX-K: w\r\n" in sock.sent

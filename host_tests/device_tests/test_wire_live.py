@@ -1,7 +1,8 @@
 # Tier 2: regtoken.wire on the real interpreter (probes/wire_stream.py) against a real
 # server on loopback that
 # answers exactly as scripted: CDN-sized headers, a header flood, a keep-alive server that
-# never closes, chunked, an IPv6 literal URL; and a DNS failure that names the host.
+# never closes, chunked, an IPv6 literal URL; and a DNS failure that names the host. The
+# urequests transport (regtoken.ureq) too: the headers it keeps, the host it names.
 from __future__ import annotations
 
 import socket
@@ -29,6 +30,9 @@ ANSWERS = {
                   b"\r\n" % len(TOKEN) + TOKEN,
     "/chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n" % len(TOKEN)
                 + TOKEN + b"\r\n0\r\n\r\n",
+    # closed after the answer (what urequests, reading to EOF, needs)
+    "/dated": b"HTTP/1.1 201 Created\r\nServer: x\r\nDate: Fri, 15 Jan 2027 08:00:00 GMT\r\n"
+              b"Retry-After: 30\r\nContent-Length: %d\r\n\r\n" % len(TOKEN) + TOKEN,
 }
 
 
@@ -66,7 +70,8 @@ class Server:
                 self.heads.append(data)
                 path = data.split(b" ")[1].decode()
                 conn.sendall(ANSWERS.get(path, b"HTTP/1.1 404 Not Found\r\n\r\n"))
-                conn.recv(1)  # until the client closes (or the timeout)
+                if path != "/dated":
+                    conn.recv(1)  # until the client closes (or the timeout)
             except OSError:
                 pass
 
@@ -79,7 +84,8 @@ def run(micropython: str, tmp_path: Any, urls: list[str]) -> tuple[list[str], li
     p = subprocess.run([micropython, probe("wire_stream"), *urls], capture_output=True,
                        text=True, timeout=120)
     cases = [ln.split(" ", 2)[1:] for ln in p.stdout.splitlines() if ln.startswith("CASE")]
-    assert p.returncode == 0 and len(cases) == len(urls), p.stdout + p.stderr
+    n = len(urls) - (urls[:1] == ["--ureq"])
+    assert p.returncode == 0 and len(cases) == n, p.stdout + p.stderr
     return [c[1] for c in cases], [int(c[0]) for c in cases]
 
 
@@ -96,6 +102,7 @@ def test_streaming_answers_on_the_real_interpreter(micropython: str, tmp_path: A
     assert got["/keepalive"] == "OK 201 content-length %d" % len(TOKEN), got
     assert ms[2] < 3000, "the keep-alive answer waited for the deadline: %d ms" % ms[2]
     assert got["/chunked"] == "OK 200 transfer-encoding %d" % len(TOKEN), got
+    assert got["/dated"] == "OK 201 content-length,date,retry-after %d" % len(TOKEN), got
 
 
 def test_ipv6_literal_url_and_a_dns_failure(micropython: str, tmp_path: Any) -> None:
@@ -110,4 +117,16 @@ def test_ipv6_literal_url_and_a_dns_failure(micropython: str, tmp_path: Any) -> 
         srv.close()
     assert out[0] == "OK 201 content-length %d" % len(TOKEN), out
     assert b"\r\nHost: [::1]:%d\r\n" % srv.port in srv.heads[0]  # brackets kept
+    assert out[1].startswith("ERR OSError") and "no-such-host.invalid" in out[1], out
+
+
+def test_urequests_keeps_the_headers_used_and_names_the_host(micropython: str,
+                                                              tmp_path: Any) -> None:
+    srv = Server()
+    try:
+        out, _ = run(micropython, tmp_path, ["--ureq", "http://127.0.0.1:%d/dated" % srv.port,
+                                             "http://no-such-host.invalid/x"])
+    finally:
+        srv.close()
+    assert out[0] == "OK 201 date,retry-after %d" % len(TOKEN), out
     assert out[1].startswith("ERR OSError") and "no-such-host.invalid" in out[1], out

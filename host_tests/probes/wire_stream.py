@@ -1,10 +1,10 @@
 # regtoken.wire on the real interpreter against a scripted loopback server
 # (test_wire_live.py).
 #
-#   micropython host_tests/probes/wire_stream.py URL ...
+#   micropython host_tests/probes/wire_stream.py [--ureq] URL ...
 #
-# For each URL: PUT it; prints CASE <ms> OK <status> <kept header names> <body bytes>
-# | ERR <exception> <message>.
+# For each URL: PUT it (with regtoken.ureq's Urequests instead, given --ureq); prints
+# CASE <ms> OK <status> <kept header names> <body bytes> | ERR <exception> <message>.
 import sys
 import time
 
@@ -14,10 +14,10 @@ sys.path.insert(0, HERE + "/../../firmware")
 from regtoken.wire import Wire  # noqa: E402
 
 
-def case(url):
+def case(http, url):  # http: a Wire or a Urequests
     t0 = time.ticks_ms()
     try:
-        st, h, body = Wire(4).request("PUT", url, b"{}", {})
+        st, h, body = http.request("PUT", url, b"{}", {})
         out = "OK %d %s %d" % (st, ",".join(sorted(h)), len(body))
     except Exception as e:
         out = "ERR %s %s" % (type(e).__name__, e)
@@ -25,5 +25,12 @@ def case(url):
 
 
 if __name__ == "__main__":
-    for url in sys.argv[1:]:
-        case(url)
+    urls = sys.argv[1:]
+    http: object = Wire(4)
+    if urls[:1] == ["--ureq"]:
+        from regtoken.ureq import Urequests
+
+        http = Urequests(4)
+        urls = urls[1:]
+    for url in urls:
+        case(http, url)
