@@ -43,9 +43,7 @@ class Provisioner:
         d = c["device_id"]
         m, p, d = ("PUT", "complete", {"provisioningOperationId": self.id}) if self.id else (
             "POST", "init", {"deviceId": d} if d else {})
-        return m, c["api_url"] + "/provisioning-operations/" + p, json.dumps(d).encode(), {
-            "Content-Type": "application/json",
-            "Authorization": "DeviceToken " + c["provisioning_token"]}
+        return m, c["api_url"] + "/provisioning-operations/" + p, json.dumps(d).encode(), r._h
 
     def settle(self, a):
         r = self.r
@@ -77,8 +75,7 @@ class Provisioner:
                         tok, exp = token_object(body)
                         r.prov = None
                         # without NTP `now` is wrong: refresh at once, which sets the clock
-                        due = 0 if exp is None else max(policy.refresh_at(
-                            now, exp, r.rand()), now + lo) if r.clock.trusted else now
+                        due = r._due(now, exp) if r.clock.trusted else now
                         return r._keep(Record(tok, NEVER if exp is None else exp, due,
                                               self.seed), "provisioned (%d)" % st)
                 elif st == 401 or st == 410 and b'provisioningOperationCancelled"' in body:
@@ -98,10 +95,7 @@ class Provisioner:
             except (ValueError, KeyError, TypeError):  # a malformed answer
                 why += " bad"
         if rec:
-            try:
-                r.store.commit(rec)
-            except Exception as e:
-                r.log("store: %s" % e)
+            r._commit(rec)
         if hi is None:
             return r._set(PROVISION, None, why)
         if rec:
