@@ -35,18 +35,13 @@ def split_url(url):
     return tls, host, int(port or (443 if tls else 80)), "/" + path, hostport
 
 
-# The buffer, allocated once, at import: early at boot, before the heap fragments (a 2 KiB
-# buffer allocated later may find no room in a fragmented heap). A device has one client,
-# and its requests never overlap.
-_BUF = bytearray(BODY)
-
 
 class Wire:
     def __init__(self, timeout_s, ca=None):
         self.ms = int(timeout_s * 1000)
         self.ca = ca
         self.p = select.poll()  # one for every request: its sockets come and go
-        self.buf = _BUF
+        self.buf = bytearray(BODY)  # with the client, at boot: before the heap fragments
         self.k = self.ai = self.ans = None
         self.parts: tuple = None  # type: ignore[assignment]  # split_url(url) of self.k
 
