@@ -21,13 +21,22 @@
 #   the reason of a hold that must survive a restart ("forbidden") or "-". Records of the
 #   first format (no at, no why) still load. Bytes after the newline are left over from
 #   an older, longer record.
+#
+# A commit allocates little: the record goes to flash as three str pieces (the token is
+# never copied), its crc32 taken piece by piece, and the read-back goes through one small
+# buffer kept for the store's life.
 from binascii import crc32
 
 SLOTS = ("token.a/record", "token.b/record")
-MAX_RECORD = 1200
 NEVER = "-"
 UNKNOWN = "?"
 DEAD = -1  # `due` of a token the server refused for good (410)
+
+try:
+    crc32("")  # MicroPython: a str is a buffer, nothing to copy
+    _crc = crc32
+except TypeError:  # CPython
+    _crc = lambda s, c=0: crc32(s.encode(), c)  # noqa: E731
 
 
 class StoreError(Exception):
@@ -45,53 +54,42 @@ class Record:
         self.why = why
 
 
-def _crc(b):
-    return "%08x" % (crc32(b) & 0xFFFFFFFF)
-
-
 def fingerprint(token):
-    return _crc(token.encode())
+    return "%08x" % _crc(token)
+
+
+def _parts(rec):
+    # the record as the pieces a commit writes: header and fields, token, newline
+    s = "%d %s %d %s %d %s " % (rec.gen, rec.exp, rec.due, rec.seed, rec.at, rec.why)
+    return "RT1 %08x " % _crc(rec.token, _crc(s)) + s, rec.token, "\n"
 
 
 def encode(rec):
-    # one str, one buffer: the checksum is written into its place in the buffer
-    data = bytearray("RT1 -------- %d %s %d %s %d %s %s\n" % (
-        rec.gen, rec.exp, rec.due, rec.seed, rec.at, rec.why, rec.token), "utf-8")
-    data[4:12] = b"%08x" % (crc32(memoryview(data)[13:-1]) & 0xFFFFFFFF)
-    return data
+    return "".join(_parts(rec)).encode()
 
 
 def decode(data):
     # None for anything short of a complete, checksummed record
     try:
-        end = data.find(b"\n")
-        body = data[13:end]
-        if end < 0 or data[:4] != b"RT1 " or data[12:13] != b" " or \
-                data[4:12] != _crc(body).encode():
+        p = data[13:data.index(b"\n")]
+        if data[:13] != b"RT1 %08x " % crc32(p):
             return None
-        p = body.decode().split(" ", 6)  # the first format had 5 fields, a token no space
+        p = p.decode().split(" ", 6)  # the first format had 5 fields, a token no space
         if len(p) < 7:
             p = p[:4] + ["0", "-", p[4]]
-        exp = p[1]
-        return Record(p[6], exp if exp in (NEVER, UNKNOWN) else int(exp), int(p[2]), p[3],
+        e = p[1]
+        return Record(p[6], e if e in (NEVER, UNKNOWN) else int(e), int(p[2]), p[3],
                       int(p[0]), int(p[4]), p[5])
-    except (ValueError, UnicodeError, IndexError):
+    except (ValueError, IndexError):  # UnicodeError is a ValueError
         return None
 
 
-def _put(path, mode, data):
-    with open(path, mode) as f:
-        f.write(data)
-        f.flush()
-
-
 class Files:
-    """The flash edge: whole-file reads, read-backs and in-place writes under one
-    directory."""
+    """The flash edge: whole-file reads and in-place writes under one directory."""
 
     def __init__(self, root=""):
         self.root = root + "/" if root else ""  # prefixes every name
-        self.buf = None
+        self.buf = memoryview(bytearray(64))  # the read-back's, kept: no garbage per commit
 
     def read(self, name, limit):
         """None if there is no such file; b"" if it is there but cannot be read (e.g. a
@@ -102,52 +100,48 @@ class Files:
         except OSError as e:
             return None if e.args[0] == 2 else b""  # ENOENT
 
-    def same(self, name, data):
-        """True when the file starts with `data` (a commit's read-back), compared through
-        a small buffer: no second copy of the record on the heap."""
-        b = self.buf = self.buf or bytearray(64)
-        i = 0
-        try:
-            with open(self.root + name, "rb") as f:
-                while i < len(data):
-                    n = f.readinto(b)
-                    if not n:
-                        return False
-                    for k in range(min(n, len(data) - i)):
-                        if b[k] != data[i + k]:
-                            return False
-                    i += n
-        except OSError:
-            return False
-        return True
-
-    def write(self, name, data):
-        """Overwrite from the start, in place: no truncation, no new allocation. Only a
-        missing file, or one a cut left unwritable (a torn FAT entry), is made anew."""
-        p = self.root + name
-        try:
-            _put(p, "r+b", data)
-        except OSError as e:
-            if e.args[0] == 28:  # ENOSPC: the commit fails, the old record stays
-                raise
-            import os
-
+    def write(self, name, parts):
+        """Writes the str pieces over the start of the file, in place (no truncation, no
+        new allocation), closes it and reads them back: True if they are there. Only a
+        missing file, or one a cut left unwritable (a torn FAT entry), is made anew, and
+        its directory with it (the first commit)."""
+        name = self.root + name
+        mode = "r+"
+        while 1:
             try:
-                os.rename(p, p + ".bad")  # a torn entry cannot even be removed
-            except OSError:
-                pass
-            _put(p, "wb", data)
+                n = c = 0
+                with open(name, mode) as f:
+                    for s in parts:
+                        n += f.write(s)
+                        c = _crc(s, c)
+                break
+            except OSError as e:
+                if e.args[0] == 28 or mode == "w":  # ENOSPC: the old record stays
+                    raise
+                import os
 
-    def mkdir(self, name):
-        import os
-
-        try:
-            os.mkdir(self.root + name)
-        except OSError as e:
-            # EEXIST: it is there. Anything else, e.g. no space (FAT says EACCES), is the
-            # commit's failure, not a later ENOENT.
-            if e.args[0] != 17:
-                raise
+                try:
+                    os.mkdir(name[:-7])
+                except OSError as e:
+                    # EEXIST: it is there. Anything else, e.g. no space (FAT says
+                    # EACCES), is the commit's failure, not a later ENOENT.
+                    if e.args[0] != 17:
+                        raise
+                try:
+                    os.rename(name, name + ".bad")  # a torn entry cannot even be removed
+                except OSError:
+                    pass
+                mode = "w"
+        r = 0
+        b = self.buf
+        with open(name, "rb") as f:
+            while n:
+                k = min(f.readinto(b), n)
+                if not k:
+                    return False
+                r = crc32(b[:k], r)
+                n -= k
+        return r == c
 
 
 class Store:
@@ -161,14 +155,14 @@ class Store:
         """Newest valid record, or None. A damaged slot is logged and left in place: the
         next commit rewrites it."""
         best = None
-        for i in (0, 1):
-            data = self.fs.read(SLOTS[i], MAX_RECORD + 1)
-            if data is None:
+        for i in 0, 1:
+            rec = self.fs.read(SLOTS[i], 1201)  # a record is at most 1200 bytes
+            if rec is None:
                 continue
-            rec = decode(data)
+            rec = decode(rec)
             if rec is None:
                 if self.log:
-                    self.log("store: %s damaged; the next commit rewrites it" % SLOTS[i])
+                    self.log("store: %s damaged" % SLOTS[i])
             elif best is None or rec.gen > best.gen:
                 best, self.slot = rec, i
         self.gen = best.gen if best else 0
@@ -178,24 +172,20 @@ class Store:
         if self.gen is None:
             self.load()  # never overwrite a newer record we have not seen
         rec.gen = self.gen + 1
-        data = encode(rec)
-        if len(data) > MAX_RECORD:
-            raise StoreError("record too large")
-        name = SLOTS[1 - self.slot]
-        try:
-            if rec.gen == 1:
-                # Both directories and both files before any later commit can need a new
-                # cluster: creating one can then never disturb a record under the other.
-                for slot in SLOTS:
-                    self.fs.mkdir(slot[:7])
-                self.fs.write(SLOTS[self.slot], data)
-            self.fs.write(name, data)
-            ok = self.fs.same(name, data)
-        except OSError as e:
-            # a full filesystem prints as a bare "28" on MicroPython: name it
-            raise StoreError("commit failed: " + ("filesystem full" if e.args[0] == 28 else
-                                                  repr(e)))
-        if not ok:
-            raise StoreError("commit failed: read-back mismatch")
-        self.slot, self.gen = 1 - self.slot, rec.gen
-        return rec
+        p = _parts(rec)
+        i = 1 - self.slot
+        e = "record too large"
+        if len(p[0]) + len(p[1]) < 1200:
+            try:
+                # The first commit fills both slots (and makes their directories) before
+                # any later commit can need a new cluster: creating one then never
+                # disturbs a record under the other.
+                for j in (self.slot, i) if rec.gen == 1 else (i,):
+                    if not self.fs.write(SLOTS[j], p):
+                        raise OSError("read-back mismatch")
+                self.slot, self.gen = i, rec.gen
+                return rec
+            except OSError as x:
+                # a full filesystem prints as a bare "28" on MicroPython: name it
+                e = "filesystem full" if x.args[0] == 28 else repr(x)
+        raise StoreError("commit failed: " + e)

@@ -17,12 +17,10 @@ class MemFS:
         data = self.files.get(name)
         return None if data is None else data[:limit]
 
-    def same(self, name, data):
-        data = bytes(data)
-        return self.read(name, len(data)) == data
-
-    def write(self, name, data):
-        # in place, like Files.write: the new bytes over the start of the old ones
+    def write(self, name, parts):
+        # in place, like Files.write: the new bytes over the start of the old ones; then
+        # the read-back: True if they are there
+        data = "".join(parts).encode()
         old = self.files.get(name, b"")
         if self.full:
             raise OSError(28)  # ENOSPC
@@ -33,10 +31,12 @@ class MemFS:
                 raise PowerLost()
             self.cut_after -= 1
         self.writes += 1
-        self.files[name] = bytes(data) + old[len(data):]
+        self.files[name] = self.landed(data) + old[len(data):]
+        return self.files[name].startswith(data)
 
-    def mkdir(self, name):
-        pass
+    def landed(self, data):
+        """What the flash holds after `data` was written (a failing flash: override)."""
+        return data
 
     def rename(self, old, new):
         self.files[new] = self.files.pop(old)
