@@ -22,21 +22,16 @@
 #   first format (no at, no why) still load. Bytes after the newline are left over from
 #   an older, longer record.
 #
-# A commit allocates little: the record goes to flash as three str pieces (the token is
-# never copied), its crc32 taken piece by piece, and the read-back goes through one small
-# buffer kept for the store's life.
+# What a commit allocates: the record goes to flash in four pieces (header, fields, token,
+# newline), never joined: str.encode() shares the str's bytes on MicroPython, so the token
+# is never copied. The read-back compares crc32s, reading through one 64-byte buffer kept
+# for the store's life.
 from binascii import crc32
 
 SLOTS = ("token.a/record", "token.b/record")
 NEVER = "-"
 UNKNOWN = "?"
 DEAD = -1  # `due` of a token the server refused for good (410)
-
-try:
-    crc32("")  # MicroPython: a str is a buffer, nothing to copy
-    _crc = crc32
-except TypeError:  # CPython
-    _crc = lambda s, c=0: crc32(s.encode(), c)  # noqa: E731
 
 
 class StoreError(Exception):
@@ -55,137 +50,140 @@ class Record:
 
 
 def fingerprint(token):
-    return "%08x" % _crc(token)
+    return "%08x" % crc32(token.encode())
 
 
 def _parts(rec):
-    # the record as the pieces a commit writes: header and fields, token, newline
-    s = "%d %s %d %s %d %s " % (rec.gen, rec.exp, rec.due, rec.seed, rec.at, rec.why)
-    return "RT1 %08x " % _crc(rec.token, _crc(s)) + s, rec.token, "\n"
+    # the record's bytes as the pieces a commit writes
+    s = ("%d %s %d %s %d %s " % (rec.gen, rec.exp, rec.due, rec.seed, rec.at, rec.why)).encode()
+    t = rec.token.encode()
+    return ("RT1 %08x " % crc32(t, crc32(s))).encode(), s, t, b"\n"
 
 
 def encode(rec):
-    return "".join(_parts(rec)).encode()
+    return b"".join(_parts(rec))
 
 
 def decode(data):
     # None for anything short of a complete, checksummed record
     try:
         p = data[13:data.index(b"\n")]
-        if data[:13] != b"RT1 %08x " % crc32(p):
-            return None
-        p = p.decode().split(" ", 6)  # the first format had 5 fields, a token no space
-        if len(p) < 7:
-            p = p[:4] + ["0", "-", p[4]]
-        e = p[1]
-        return Record(p[6], e if e in (NEVER, UNKNOWN) else int(e), int(p[2]), p[3],
-                      int(p[0]), int(p[4]), p[5])
-    except (ValueError, IndexError):  # UnicodeError is a ValueError
-        return None
+        if data[:13] == ("RT1 %08x " % crc32(p)).encode():
+            p = p.decode().split(" ", 6)  # the first format had 5 fields, a token no space
+            if len(p) < 7:
+                p = p[:4] + ["0", "-", p[4]]
+            g, e, d, s, a, w, t = p
+            return Record(t, e if e in "-?" else int(e), int(d), s, int(g), int(a), w)
+    except ValueError:  # UnicodeError is one; so is a short list to unpack
+        pass
 
 
-class Files:
-    """The flash edge: whole-file reads and in-place writes under one directory."""
+def _put(name, mode, parts):
+    n = 0
+    with open(name, mode) as f:
+        for s in parts:
+            n += f.write(s)
+    return n
 
-    def __init__(self, root=""):
-        self.root = root + "/" if root else ""  # prefixes every name
-        self.buf = memoryview(bytearray(64))  # the read-back's, kept: no garbage per commit
+
+class Store:
+    # fs: the directory of the slots ("" or None: the current one), or a flash edge: an
+    # object with read(name, limit) and write(name, parts) like this class's own (a Files,
+    # a test's fake). Given a directory, a Store is its own flash edge.
+    def __init__(self, fs=None, log=None):
+        if hasattr(fs, "write"):
+            self.fs = fs
+        else:
+            # the read-back's buffer, kept: no garbage per commit
+            self.fs, self.root, self.buf = self, fs + "/" if fs else "", memoryview(bytearray(64))
+        self.log = log
+        self.slot = 1  # slot of the newest record; the next commit writes the other one
+        self.gen: int = None  # type: ignore[assignment]  # unknown until load()
 
     def read(self, name, limit):
-        """None if there is no such file; b"" if it is there but cannot be read (e.g. a
-        FAT directory entry torn by a cut reads as EIO): damage, not an empty slot."""
+        # None if there is no such file; b"" if it is there but cannot be read (e.g. a FAT
+        # directory entry torn by a cut reads as EIO): damage, not an empty slot
         try:
             with open(self.root + name, "rb") as f:
                 return f.read(limit)
         except OSError as e:
-            return None if e.args[0] == 2 else b""  # ENOENT
+            return None if e.errno == 2 else b""  # ENOENT
 
     def write(self, name, parts):
-        """Writes the str pieces over the start of the file, in place (no truncation, no
-        new allocation), closes it and reads them back: True if they are there. Only a
-        missing file, or one a cut left unwritable (a torn FAT entry), is made anew, and
-        its directory with it (the first commit)."""
+        # The pieces over the start of the file, in place: no truncation, no new
+        # allocation; then closed and read back (OSError if they are not there). Only a
+        # missing file (the first commit: its directory too), or one a cut left
+        # unwritable (a torn FAT entry), is made anew.
         name = self.root + name
-        mode = "r+"
-        while 1:
-            try:
-                n = c = 0
-                with open(name, mode) as f:
-                    for s in parts:
-                        n += f.write(s)
-                        c = _crc(s, c)
-                break
-            except OSError as e:
-                if e.args[0] == 28 or mode == "w":  # ENOSPC: the old record stays
-                    raise
-                import os
+        try:
+            n = _put(name, "r+b", parts)
+        except OSError as e:
+            if e.errno == 28:  # ENOSPC: the commit fails, the old record stays
+                raise
+            import os
 
-                try:
-                    os.mkdir(name[:-7])
-                except OSError as e:
-                    # EEXIST: it is there. Anything else, e.g. no space (FAT says
-                    # EACCES), is the commit's failure, not a later ENOENT.
-                    if e.args[0] != 17:
-                        raise
-                try:
-                    os.rename(name, name + ".bad")  # a torn entry cannot even be removed
-                except OSError:
-                    pass
-                mode = "w"
-        r = 0
+            try:
+                os.mkdir(name[:-7])
+            except OSError as e:
+                # EEXIST: it is there. Anything else, e.g. no space (FAT says EACCES), is
+                # the commit's failure, not a later ENOENT.
+                if e.errno != 17:
+                    raise
+            try:
+                os.rename(name, name + ".bad")  # a torn entry cannot even be removed
+            except OSError:
+                pass
+            n = _put(name, "wb", parts)
+        c = r = 0
+        for s in parts:
+            c = crc32(s, c)
         b = self.buf
         with open(name, "rb") as f:
             while n:
                 k = min(f.readinto(b), n)
                 if not k:
-                    return False
+                    break
                 r = crc32(b[:k], r)
                 n -= k
-        return r == c
-
-
-class Store:
-    def __init__(self, fs=None, log=None):
-        self.fs = Files(fs) if fs is None or isinstance(fs, str) else fs
-        self.log = log
-        self.slot = 1  # slot of the newest record; the next commit writes the other one
-        self.gen: int = None  # type: ignore[assignment]  # unknown until load()
+        if n or r != c:
+            raise OSError("read-back mismatch")
 
     def load(self):
-        """Newest valid record, or None. A damaged slot is logged and left in place: the
-        next commit rewrites it."""
+        # Newest valid record, or None. A damaged slot is logged and left in place: the
+        # next commit rewrites it.
         best = None
         for i in 0, 1:
             rec = self.fs.read(SLOTS[i], 1201)  # a record is at most 1200 bytes
-            if rec is None:
-                continue
-            rec = decode(rec)
-            if rec is None:
-                if self.log:
-                    self.log("store: %s damaged" % SLOTS[i])
-            elif best is None or rec.gen > best.gen:
-                best, self.slot = rec, i
+            if rec is not None:
+                rec = decode(rec)
+                if not rec:
+                    if self.log:
+                        self.log("store: %s damaged" % SLOTS[i])
+                elif not best or rec.gen > best.gen:
+                    best, self.slot = rec, i
         self.gen = best.gen if best else 0
         return best
 
     def commit(self, rec):
         if self.gen is None:
             self.load()  # never overwrite a newer record we have not seen
-        rec.gen = self.gen + 1
+        rec.gen = g = self.gen + 1
         p = _parts(rec)
         i = 1 - self.slot
-        e = "record too large"
-        if len(p[0]) + len(p[1]) < 1200:
-            try:
-                # The first commit fills both slots (and makes their directories) before
-                # any later commit can need a new cluster: creating one then never
-                # disturbs a record under the other.
-                for j in (self.slot, i) if rec.gen == 1 else (i,):
-                    if not self.fs.write(SLOTS[j], p):
-                        raise OSError("read-back mismatch")
-                self.slot, self.gen = i, rec.gen
-                return rec
-            except OSError as x:
-                # a full filesystem prints as a bare "28" on MicroPython: name it
-                e = "filesystem full" if x.args[0] == 28 else repr(x)
-        raise StoreError("commit failed: " + e)
+        try:
+            if len(p[1]) + len(p[2]) > 1186:
+                raise OSError("record too large")
+            # The first commit fills both slots (and makes their directories) before any
+            # later commit can need a new cluster: creating one then never disturbs a
+            # record under the other.
+            for j in 0, 1:
+                if j == i or g == 1:
+                    self.fs.write(SLOTS[j], p)
+        except OSError as e:
+            # a full filesystem prints as a bare "28" on MicroPython: name it
+            raise StoreError("commit failed: " + ("filesystem full" if e.errno == 28 else str(e)))
+        self.slot, self.gen = i, g
+        return rec
+
+
+Files = Store  # the flash edge of one directory (tools and tests: Store(Files(root)))

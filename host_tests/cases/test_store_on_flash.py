@@ -15,7 +15,8 @@
 import os
 import sys
 
-from regtoken.store import SLOTS, Files, Record, Store, decode
+from regtoken import store as store_module
+from regtoken.store import SLOTS, Files, Record, Store, StoreError, decode
 
 from cases.util import tok
 
@@ -310,4 +311,49 @@ def test_an_unreadable_slot_is_rewritten_and_the_store_recovers():
         assert store.load().token == tok(2, 240), root
         assert not exists(root, newest + ".bad"), root
         commit(store, 9)
+        assert Store(Files(root)).load().token == tok(9, 380), root
+
+
+# -- a flash that acknowledges writes it does not keep --
+
+
+class Unlanded:
+    """A file whose writes the flash acknowledges but does not keep: zeros land instead."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+    def write(self, data):
+        return self.f.write(bytes(len(data)))
+
+
+def test_a_write_that_does_not_land_is_refused_by_the_read_back():
+    real = open
+
+    def lossy(name, mode="r"):
+        f = real(name, mode)
+        return f if mode == "rb" else Unlanded(f)
+
+    for root in roots():
+        stored(root, 2)
+        store = Store(Files(root))
+        store.load()
+        store_module.open = lossy  # the store's module sees it in place of the builtin
+        try:
+            e = None
+            try:
+                commit(store, 3)
+            except StoreError as x:
+                e = x
+        finally:
+            del store_module.open
+        assert e is not None and "read-back mismatch" in str(e), (root, e)
+        assert Store(Files(root)).load().token == tok(2, 240), root
+        commit(store, 9)  # the same Store object, as the device loop keeps it
         assert Store(Files(root)).load().token == tok(9, 380), root

@@ -5,6 +5,7 @@
 #
 # in-place: one slot, rewritten in place (unpadded). tmp-then-rename: one slot, written
 # beside and renamed over it (remove, then rename).
+import os
 import sys
 
 HERE = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
@@ -16,13 +17,11 @@ from regtoken import store  # noqa: E402
 
 
 def in_place(fs, rec):
-    fs.write(store.SLOTS[0], store.encode(rec))
+    fs.write(store.SLOTS[0], (store.encode(rec),))
 
 
 def tmp_then_rename(fs, rec):
-    import os
-
-    fs.write("token.a/record.tmp", store.encode(rec))
+    fs.write("token.a/record.tmp", (store.encode(rec),))
     try:  # remove, then rename: what FAT's driver does on its own
         os.remove(fs.root + store.SLOTS[0])
     except OSError:
@@ -38,7 +37,10 @@ def naive(write):
         if self.gen is None:
             self.load()
         rec.gen = self.gen + 1
-        self.fs.mkdir("token.a")
+        try:
+            os.mkdir(self.fs.root + "token.a")
+        except OSError:  # EEXIST
+            pass
         write(self.fs, rec)
         self.gen = rec.gen
         return rec

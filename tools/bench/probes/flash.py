@@ -49,9 +49,9 @@ def rfc3339(t):  # the unix port counts from 1970
 class Written(Files):
     """The store's flash edge, noting how many bytes each file write hands the driver."""
 
-    def write(self, name, data):
-        self.written = len(data)
-        super().write(name, data)
+    def write(self, name, parts):
+        self.written = sum(len(s) for s in parts)
+        super().write(name, parts)
 
 
 def firmware(where):
