@@ -143,7 +143,7 @@ class Store:
                 k = min(f.readinto(b), n)
                 if not k:
                     break
-                r = crc32(b[:k], r)
+                r = crc32(b if k == 64 else b[:k], r)  # a slice is a new object
                 n -= k
         if n or r != c:
             raise OSError("read-back mismatch")
