@@ -87,5 +87,7 @@ def ballast(free, rotations):
             r.step()
     except MemoryError as e:
         error = repr(e)
+    keep = []  # the ballast goes before the report, which needs heap of its own (status())
+    gc.collect()
     bh.result({"what": "ballast", "free": left, "rotations": rotated(r) - start,
                "state": r.state, "error": error or (r.status()["reason"] or "")})
