@@ -61,8 +61,11 @@ def probes(plan: BenchPlan) -> dict[str, Any]:
         ("firmware", "unix"), ("baseline", "unix"), ("firmware", "light"), ("firmware", "deep"))}}
     say("heap per rotation and import costs")
     out["heap"] = {w: probe_runs.heap(plan, w) for w in WHO}
+    out["kept"] = {w: probe_runs.code_kept(plan, w) for w in WHO}
     out["fair"] = {w: probe_runs.import_costs(plan, w, "--reserve") for w in WHO}
+    out["released"] = {w: out["fair"][w].pop("released") for w in WHO}
     out["rom"] = probe_runs.import_costs(plan, "firmware", "--rom=regtoken.romfs")
+    out["rom"].pop("released")
     say("code size")
     out["code"] = code_size(loaded(out))
     say("flash wear")

@@ -15,7 +15,7 @@ PROBES = os.path.join(PACKAGE, "probes")  # the MicroPython side: probes and the
 BASELINE = os.path.join(PROBES, "naive_baseline.py")
 APP = os.path.join(ROOT, "examples", "sensor_app.py")
 # Copied into every board directory beside main.py.
-BOARD_FILES = ("naive_baseline.py", "heap.py", "idle.py")
+BOARD_FILES = ("naive_baseline.py", "heap.py", "idle.py", "kept.py")
 WHO = ("firmware", "baseline")
 # Heap variants bisected beside the two programs: the package as source (a plain copy or a
 # mip install), and examples/sensor_app.py (asyncio, the refresher as a task) both ways.

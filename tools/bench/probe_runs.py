@@ -55,10 +55,19 @@ def heap(plan: BenchPlan, who: str) -> dict[str, Any]:
     return out
 
 
+def code_kept(plan: BenchPlan, who: str) -> int:
+    """The heap the code keeps after main.py's imports and one boot, measured by the tiny
+    probes/kept.py: as a board running main.py has it."""
+    lines = board_probe(plan, who, ["kept.py", who], 3600)
+    return int(results(lines)[0]["kept"])
+
+
 def import_costs(plan: BenchPlan, who: str, *options: str) -> dict[str, int]:
-    """Heap each module keeps once imported (probes/heap.py's options)."""
+    """Heap each module keeps once imported (probes/heap.py's options); the modules
+    imported at boot and let go under the key "released", as {module: bytes}."""
     lines = board_probe(plan, who, ["heap.py", who, "0", *options], 3600)
-    return dict(results(lines)[0]["modules"])
+    doc = results(lines)[0]
+    return {**doc["modules"], "released": doc["released"]}
 
 
 def idle(plan: BenchPlan, who: str, mode: str) -> dict[str, Any]:

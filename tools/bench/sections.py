@@ -142,7 +142,7 @@ def tls_heap_note(mins: dict[tuple[str, str], Any]) -> list[str]:
 def import_rows(res: dict[str, Any], who: str) -> list[list[Any]]:
     fair, x64 = res["fair"][who], res["code"]["arch"]["x64"]
     rows = [[who, m, fair[m], x64.get(m, "")] for m in sorted(fair, key=lambda m: -fair[m])]
-    gone = res["heap"][who]["imports"].get("released", {})
+    gone = res["released"][who]
     rows += [[who, "%s (while loaded; let go after boot)" % m, "(%d)" % gone[m], x64.get(m, "")]
              for m in sorted(gone)]
     return rows + [[who, "qstr pool tables, and names the let-go modules interned (shared)",
@@ -162,8 +162,10 @@ def heap_section(res: dict[str, Any]) -> list[str]:
             "strings, functions, classes, globals; its own imports not included). The qstr "
             "pool's tables double as names accumulate and serve every module: they are one "
             "row of their own (the per-module figures come from a run whose pool was grown "
-            "beforehand). The total is measured whole, in a plain run: the heap still live "
-            "after main.py's imports and one boot (`regtoken.open`), the Refresher dropped. "
+            "beforehand). The total is measured whole by probes/kept.py, a program as small as "
+            "main.py (a probe with many names of its own would make the shared name pool "
+            "double inside the measurement): the heap still live after main.py's imports "
+            "and one boot (`main.boot()`), the Refresher dropped. "
             "Modules needed only at boot (the config validator, the boot sequence) are "
             "imported, run and let go: their bytecode leaves the heap, the names they "
             "interned stay.", ""]

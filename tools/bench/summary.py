@@ -38,9 +38,9 @@ def wear(res: dict[str, Any], kind: str, who: str, what: str) -> float:
 
 
 def code_heap(res: dict[str, Any], who: str) -> int:
-    """Heap the code keeps after import and boot, measured in one plain run: everything
-    still live once the program's own objects are dropped (probes/heap.py's "kept")."""
-    return int(res["heap"][who]["imports"]["kept"])
+    """Heap the code keeps after import and boot, measured in a run with no import hook:
+    everything still live once the program's own objects are dropped."""
+    return int(res["kept"][who])
 
 
 def summary_rows(res: dict[str, Any], plan: BenchPlan) -> list[Row]:
