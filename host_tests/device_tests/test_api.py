@@ -2,9 +2,11 @@
 # sources (CPython), so that a private name creeping into a user of the API fails here.
 import ast
 import os
+import re
+import subprocess
 
 import regtoken
-from conftest import ROOT
+from conftest import ROOT, probe
 from regtoken import error
 
 PUBLIC = {"step", "astep", "due_in", "force", "on_token", "on_state", "status", "token",
@@ -47,3 +49,15 @@ def test_exports() -> None:
         if name.endswith(".py") and name != "__init__.py":
             src = open(os.path.join(ROOT, "firmware", "regtoken", name)).read()
             assert "from . import ConfigError" not in src and "from . import Config" not in src
+
+
+def test_checking_a_token_interns_none_of_its_characters(micropython: str) -> None:
+    """On MicroPython min()/max() of a str intern each distinct character as a name, never
+    freed: a base64 token made ~60 of them and the name pool double (~4 KB of heap for
+    good). valid_token checks the bytes instead (probes/token_names.py)."""
+    p = subprocess.run([micropython, probe("token_names")], capture_output=True, text=True,
+                       timeout=60)
+    counts = [int(n) for n in re.findall(r"n_qstr=(\d+)", p.stdout)]
+    assert p.returncode == 0 and len(counts) == 4, p.stdout + p.stderr
+    assert counts[1] == counts[0], counts  # valid_token
+    assert counts[3] == counts[2], counts  # a rotation's answer, once its keys are known
