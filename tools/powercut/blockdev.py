@@ -29,13 +29,16 @@ class BlockDev:
     def __init__(self, block_size, blocks=0, data=None, cut_after=None, torn=None,
                  erase_first=False):
         self.block_size = block_size
-        if data is None:
-            data = bytes([ERASED]) * (block_size * blocks)
-        self.data = bytearray(data)  # always a copy: every device owns its bytes
+        # always its own bytes; a blank one erased block by block, not copied from a second
+        # image (on a board a 32 KB image is a large part of the heap)
+        self.data = bytearray(block_size * blocks if data is None else data)
         self.blocks = len(self.data) // block_size
         # views slice without copying: fewer allocations, faster
         self.view = memoryview(self.data)
         self.erased = memoryview(bytes([ERASED]) * block_size)
+        if data is None:
+            for i in range(0, len(self.data), block_size):
+                self.view[i:i + block_size] = self.erased
         self.erase_first = erase_first
         self.cut_after = cut_after
         self.torn = torn  # None, or the fraction (0 <= torn < 1) of the last write that lands
