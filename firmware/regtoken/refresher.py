@@ -49,7 +49,7 @@ class Refresher(Machine):
 
         m = sys.modules
         m.pop(boot.__name__)  # let go of it: no reference is left once it has run
-        delattr(m[__name__[:-10]], "boot")  # the package's attribute (-".refresher")
+        delattr(m[__name__.rpartition(".")[0]], "boot")  # and the package's attribute
         boot.boot(self)
 
     # -- public API: README "Using it from your app" -------------------------------------

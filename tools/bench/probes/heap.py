@@ -14,8 +14,7 @@
 # Prints RESULT lines of JSON:
 #   {"what": "imports", "modules": {module still loaded: bytes it keeps on the heap},
 #    "released": {module imported at boot and let go (regtoken.config, .boot): bytes it
-#    held while loaded}, "kept": the heap still live once the program's own objects (the
-#    Refresher, the baseline's config) are dropped: the code, its names and globals}
+#    held while loaded}}   (the heap the code keeps in all: probes/kept.py)
 #   {"what": "cycle", "alloc": [bytes allocated by each measured rotation, gc disabled],
 #    "kept": [bytes each rotation left live after gc.collect()],
 #    "parts": {edge: bytes allocated inside it during one rotation}, "rotations": n}
@@ -166,17 +165,13 @@ def main(who, cycles, options):
         if opt.startswith("--rom="):
             mount_rom(opt[6:])
     costs = ImportCosts()
-    start = live()
     builtins.__import__ = costs
-    program = firmware() if who == "firmware" else baseline()
+    cycle, edges, rotations = firmware() if who == "firmware" else baseline()
     builtins.__import__ = costs.real
-    check_edges(program[1])
-    del program  # the refresher and what it holds: only the code is left
-    kept = live() - start
+    check_edges(edges)
     mods = {m: b for m, b in costs.modules.items() if m in sys.modules}
     gone = {m: b for m, b in costs.modules.items() if m not in sys.modules}
-    result({"what": "imports", "modules": mods, "released": gone, "kept": kept})
-    cycle, edges, rotations = firmware() if who == "firmware" else baseline()
+    result({"what": "imports", "modules": mods, "released": gone})
     if not cycles:
         return
     for _ in range(2):  # warm-up: first-boot import, lazy imports, caches
