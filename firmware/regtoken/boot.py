@@ -1,11 +1,11 @@
 # What a Refresher does once, when it is built: its transport, the refresh call's fixed
 # parts, the stored record (or the initial token, imported), a clock floor for TLS, and
 # the first state. Imported by Refresher.__init__ and let go after it has run.
-from . import policy
+from . import policy, wire
 from .answer import FORBIDDEN, GONE
 from .dates import iso
 from .log import redact
-from .refresher import HEALTHY
+from .machine import HEALTHY
 from .store import NEVER, UNKNOWN, Record, fingerprint
 
 RELEASED = 1796083200  # 2026-12-01: no clock running this firmware can be earlier
@@ -19,18 +19,17 @@ def boot(r):
         log("WARNING: tls_verify is false: the server is not checked")
     if not r.http:
         if cfg["transport"] == "wire":
-            from .wire import Wire
-
             ca = None
             if https and cfg["tls_verify"]:
                 from .pem import ca_file  # only for verified https: off the heap of http
 
                 ca = ca_file(cfg)
-            r.http = Wire(cfg["timeout_s"], ca)
+            r.http = wire.Wire(cfg["timeout_s"], ca)
         else:
             from .ureq import Urequests
 
             r.http = Urequests(cfg["timeout_s"])
+    wire._spare = None  # the buffer kept for the first Wire: it has it now, or none comes
     # the refresh call's URL and headers never change: built once, not per call
     r._url = u + "/devices/registration-tokens/refresh"
     r._h = h = {"Content-Type": "application/json"}

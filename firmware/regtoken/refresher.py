@@ -11,8 +11,9 @@
 from random import random as _random
 
 # isort: off
-# the biggest modules first: a source install compiles them while the heap is emptiest
-# (config's URL check and boot.py need wire anyway)
+# the biggest modules first: a source install compiles each while the heap is emptiest
+# (config's URL check imports wire before this file; boot.py's own imports follow it)
+from . import boot  # noqa: F401  (let go by the first Refresher built)
 from .wire import Wire  # noqa: F401
 from .store import Record, Store
 from .machine import BACKOFF, FORBIDDEN, HEALTHY, PROVISION, PROVISIONING, Machine  # noqa: F401
@@ -45,11 +46,12 @@ class Refresher(Machine):
         self._cbs: tuple = ([], [])  # on_token's, on_state's
         import sys
 
-        from . import boot
+        from . import boot  # noqa: F811  (the one imported above, or anew for a 2nd)
 
         m = sys.modules
         m.pop(boot.__name__)  # let go of it: no reference is left once it has run
-        delattr(m[__name__.rpartition(".")[0]], "boot")  # and the package's attribute
+        delattr(m[__name__.rpartition(".")[0]], "boot")  # nor the package's attribute,
+        globals().pop("boot", None)  # nor this module's
         boot.boot(self)
 
     # -- public API: README "Using it from your app" -------------------------------------

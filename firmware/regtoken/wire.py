@@ -21,6 +21,9 @@ HEAD = 32768  # answer bytes read at most (a CDN adds ~7 KB of headers; 64 KB is
 BODY = 2048  # a token object is ~300 bytes
 # the headers used, by the length of their name
 _KEEP = {4: "date", 11: "retry-after", 14: "content-length", 17: "transfer-encoding"}
+# The first client's buffer, taken when wire is first imported (the config check imports
+# it at boot): while the heap is emptiest, before the pieces freed by boot fragment it.
+_spare: bytearray | None = bytearray(BODY)
 
 
 def split_url(url):
@@ -41,7 +44,9 @@ class Wire:
         self.ms = int(timeout_s * 1000)
         self.ca = ca
         self.p = select.poll()  # one for every request: its sockets come and go
-        self.buf = bytearray(BODY)  # with the client, at boot: before the heap fragments
+        global _spare
+        self.buf = _spare or bytearray(BODY)  # a second client has a buffer of its own
+        _spare = None
         self.k = self.ai = self.ans = None
         self.parts: tuple = None  # type: ignore[assignment]  # split_url(url) of self.k
 

@@ -551,3 +551,13 @@ def test_on_state_reports_the_current_state_when_registered():
     seen = []
     rig.r.on_state(lambda state, why: seen.append((state, why)))
     assert seen and seen[0][0] == PROVISION and "410" in seen[0][1]
+
+
+def test_a_refresher_with_another_transport_lets_wire_s_spare_buffer_go():
+    # the 2 KiB wire keeps from import for its first client must not stay on the heap for
+    # years when the client is urequests or the application's own transport
+    from regtoken import wire
+
+    wire._spare = bytearray(wire.BODY)
+    Rig(issued(tok(1)))
+    assert wire._spare is None

@@ -258,3 +258,13 @@ def test_headers_changed_in_place_change_the_request():
     sock = Sock(http(b""))
     exchange(w, Net(sock), headers=headers)
     assert b"\r\nX-K: w\r\n" in sock.sent
+
+
+def test_the_buffer_kept_from_import_goes_to_the_first_client_only():
+    # allocated when wire is imported (at boot, while the heap is emptiest): the first Wire
+    # takes it, a second has its own, and nobody else can take it twice
+    b = wire._spare = bytearray(wire.BODY)
+    first = wire.Wire(5)
+    assert first.buf is b and wire._spare is None
+    second = wire.Wire(5)
+    assert second.buf is not b and len(second.buf) == wire.BODY

