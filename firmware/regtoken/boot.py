@@ -19,12 +19,12 @@ def boot(r):
         log("WARNING: tls_verify is false: the server is not checked")
     if not r.http:
         if cfg["transport"] == "wire":
-            ca = None
-            if https and cfg["tls_verify"]:
-                from .pem import ca_file  # only for verified https: off the heap of http
+            w = r.http = wire.Wire(cfg["timeout_s"])
+            if https:  # TLS code only for https: off the heap of http
+                from .pem import ca_file, context
 
-                ca = ca_file(cfg)
-            r.http = wire.Wire(cfg["timeout_s"], ca)
+                # the context now, while the heap is emptiest (~3 KB in one piece)
+                w.ctx = context(ca_file(cfg) if cfg["tls_verify"] else None)
         else:
             from .ureq import Urequests
 

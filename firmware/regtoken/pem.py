@@ -1,5 +1,5 @@
 # TLS, imported only for an https api_url: the CA certificates of a verified one, PEM
-# decoded to DER (mbedTLS here takes DER), and the socket wrapped by wire.Wire.
+# decoded to DER (mbedTLS here takes DER), and the TLS context wire.Wire wraps sockets in.
 from binascii import a2b_base64
 
 from .error import ConfigError
@@ -28,11 +28,14 @@ def der(ca):
     return out
 
 
-def wrap(s, host, ca):
+def context(ca):
+    """The TLS context of a client: it checks the server against `ca` (DER blobs), or
+    checks nothing (None). One per client, made at boot: it is ~3 KB of heap in one piece,
+    which a fragmented heap may no longer have, and the certificates are parsed once."""
     import tls
 
     ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
     ctx.verify_mode = tls.CERT_NONE if ca is None else tls.CERT_REQUIRED  # type: ignore
     for d in ca or ():
         ctx.load_verify_locations(d)
-    return ctx.wrap_socket(s, server_hostname=host, do_handshake_on_connect=False)
+    return ctx

@@ -42,7 +42,8 @@ def split_url(url):
 class Wire:
     def __init__(self, timeout_s, ca=None):
         self.ms = int(timeout_s * 1000)
-        self.ca = ca
+        self.ca = ca  # until the TLS context is made (boot.py makes it at once)
+        self.ctx = None
         self.p = select.poll()  # one for every request: its sockets come and go
         global _spare
         self.buf = _spare or bytearray(BODY)  # a second client has a buffer of its own
@@ -103,9 +104,13 @@ class Wire:
                 if e.errno != errno.EINPROGRESS:
                     raise
             if u[0]:  # wrapped while it connects: the handshake starts at the first write
-                from .pem import wrap  # TLS code only for https
+                c = self.ctx
+                if not c:
+                    from .pem import context  # TLS code only for https
 
-                s = wrap(s, u[1], self.ca)
+                    c = self.ctx = context(self.ca)
+                    self.ca = None  # parsed into the context
+                s = c.wrap_socket(s, server_hostname=u[1], do_handshake_on_connect=False)
             while out:
                 n = s.write(out)  # None: it would block (connecting, or a full buffer;
                 if n is None:  # TLS: the socket polls for what the handshake awaits)

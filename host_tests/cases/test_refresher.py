@@ -561,3 +561,25 @@ def test_a_refresher_with_another_transport_lets_wire_s_spare_buffer_go():
     wire._spare = bytearray(wire.BODY)
     Rig(issued(tok(1)))
     assert wire._spare is None
+
+
+def test_an_https_refresher_makes_its_tls_context_at_construction():
+    # made while the heap is emptiest (it needs ~3 KB in one piece), not at the first call
+    import sys
+
+    from cases.test_wire import Tls
+
+    fake = Tls()
+    saved = sys.modules.get("tls")
+    sys.modules["tls"] = fake  # type: ignore[assignment]
+    try:
+        cfg = validate({"api_url": "https://device-api.test", "initial_token": tok(0),
+                        "tls_verify": False})
+        r = Refresher(cfg, store=Store(MemFS()), clock=VirtualClock(), log=[].append)
+        assert len(fake.made) == 1 and r.http.ctx is fake.made[0]
+        assert fake.made[0].verify_mode == Tls.CERT_NONE and not fake.wrapped
+    finally:
+        if saved is None:
+            del sys.modules["tls"]
+        else:
+            sys.modules["tls"] = saved

@@ -268,3 +268,61 @@ def test_the_buffer_kept_from_import_goes_to_the_first_client_only():
     assert first.buf is b and wire._spare is None
     second = wire.Wire(5)
     assert second.buf is not b and len(second.buf) == wire.BODY
+
+
+class Tls:
+    """Stands in for the tls module: counts the contexts made and the sockets wrapped."""
+    PROTOCOL_TLS_CLIENT = 2
+    CERT_NONE = 0
+    CERT_REQUIRED = 2
+
+    def __init__(self):
+        self.made = []
+        self.wrapped = []
+
+    def SSLContext(self, protocol):  # noqa: N802  (the tls module's name)
+        tls = self
+
+        class Ctx:
+            verify_mode = None
+
+            def __init__(self):
+                self.cas = []
+                tls.made.append(self)
+
+            def load_verify_locations(self, der):
+                self.cas.append(der)
+
+            def wrap_socket(self, s, server_hostname=None, do_handshake_on_connect=True):
+                assert do_handshake_on_connect is False  # the handshake runs non-blocking
+                tls.wrapped.append(server_hostname)
+                return s
+
+        return Ctx()
+
+
+def test_one_tls_context_per_client_made_once_and_reused():
+    # ~3 KB in one piece per context: made at the first https request (boot.py makes it
+    # at construction), reused by every later one; the CA blobs are dropped once parsed
+    fake = Tls()
+    saved = sys.modules.get("tls")
+    sys.modules["tls"] = fake  # type: ignore[assignment]
+    try:
+        w = client()
+        w.ca = [b"der-1", b"der-2"]
+        for _ in range(3):
+            exchange(w, Net(Sock(http(b""))), url="https://h.example/x")
+        assert len(fake.made) == 1 and fake.wrapped == ["h.example"] * 3
+        ctx = fake.made[0]
+        assert ctx.cas == [b"der-1", b"der-2"] and ctx.verify_mode == Tls.CERT_REQUIRED
+        assert w.ca is None and w.ctx is ctx
+        exchange(w, Net(Sock(http(b""))))  # plain http: not wrapped
+        assert fake.wrapped == ["h.example"] * 3
+        w = client()  # no CA: TLS without verification (tls_verify false)
+        exchange(w, Net(Sock(http(b""))), url="https://h.example/x")
+        assert fake.made[1].verify_mode == Tls.CERT_NONE and fake.made[1].cas == []
+    finally:
+        if saved is None:
+            del sys.modules["tls"]
+        else:
+            sys.modules["tls"] = saved
