@@ -16,16 +16,17 @@ async def run(r):
 async def astep(self):
     w = self.due_in()
     if w != 0:
-        e = self._ev = self._ev or asyncio.Event()
-        e.clear()
-        # at most a day per wait: asyncio's ticks overflow after a few. A task sets the
-        # event when the wait is over (wait_for would load asyncio.funcs and its tasks)
-        t = None if w is None else asyncio.create_task(_alarm(e, min(w, 86400)))
+        # asleep until due, at most a day per wait (asyncio's ticks overflow after a few).
+        # force() wakes it by cancelling this task's sleep: no Event (asyncio would load
+        # asyncio.event for it) and no second task per wait
+        t = self._ev = asyncio.current_task()
         try:
-            await e.wait()
+            await asyncio.sleep(86400 if w is None else min(w, 86400))
+        except asyncio.CancelledError:
+            if self._ev is t:  # not force(): the application cancelled the task
+                raise
         finally:
-            if t:
-                t.cancel()
+            self._ev = None
     if self.due_in() == 0:
         if self._pending:
             a = self._pending
@@ -37,11 +38,6 @@ async def astep(self):
                 a = x
         self._run(a)
     return self.due_in()
-
-
-async def _alarm(e, s):
-    await asyncio.sleep(s)
-    e.set()
 
 
 async def arequest(self, x):

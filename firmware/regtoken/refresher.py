@@ -79,8 +79,10 @@ class Refresher(Machine):
         if self.state != HEALTHY:
             return False
         self._next = self.clock.now()
-        if self._ev:
-            self._ev.set()
+        t = self._ev  # the asyncio task asleep in astep (aio.py): woken by a cancel
+        if t:
+            self._ev = None
+            t.cancel()
         return True
 
     def on_token(self, cb):

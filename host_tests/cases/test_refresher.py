@@ -583,3 +583,41 @@ def test_an_https_refresher_makes_its_tls_context_at_construction():
             del sys.modules["tls"]
         else:
             sys.modules["tls"] = saved
+
+
+def test_force_wakes_the_asyncio_task_and_a_cancel_still_stops_it():
+    # force() wakes the task asleep until the next refresh; the application's own cancel is
+    # not taken for a wake-up: it ends the task
+    import asyncio
+
+    from regtoken import aio
+
+    rig = Rig(issued(tok(1), iso(T0 + DAY)), issued(tok(2), iso(T0 + 2 * DAY)))
+
+    async def until(done):
+        for _ in range(500):  # real time, small waits; the refresher never waits here
+            if done():
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+    async def main():
+        task = asyncio.create_task(aio.run(rig.r))
+        assert await until(lambda: rig.r.token == tok(1))  # the imported token, at once
+        assert rig.r.due_in() > 3600  # asleep for hours now
+        assert rig.r.force()
+        assert await until(lambda: rig.r.token == tok(2))
+        task.cancel()
+        ended = await until(task.done)
+        if not ended:  # the cancel was swallowed: end the task another way, not hang
+            rig.r.astep = _stop  # type: ignore[method-assign]
+            rig.r.force()
+            await until(task.done)
+        return ended
+
+    assert _run_async(main()) is True
+    assert len(rig.http.calls) == 2
+
+
+async def _stop():
+    raise RuntimeError("stopped by the test")  # out of aio.run's loop: the task ends
