@@ -21,10 +21,15 @@ def boot(r):
         if cfg["transport"] == "wire":
             w = r.http = wire.Wire(cfg["timeout_s"])
             if https:  # TLS code only for https: off the heap of http
-                from .pem import ca_file, context
+                import sys
 
-                # the context now, while the heap is emptiest (~3 KB in one piece)
-                w.ctx = context(ca_file(cfg) if cfg["tls_verify"] else None)
+                from . import pem
+
+                # the context now, while the heap is emptiest (~3 KB in one piece); then
+                # pem is let go like this module: the context is all the client needs
+                w.ctx = pem.context(pem.ca_file(cfg) if cfg["tls_verify"] else None)
+                sys.modules.pop(pem.__name__)
+                delattr(sys.modules[__name__.rpartition(".")[0]], "pem")
         else:
             from .ureq import Urequests
 

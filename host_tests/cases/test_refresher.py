@@ -578,6 +578,7 @@ def test_an_https_refresher_makes_its_tls_context_at_construction():
         r = Refresher(cfg, store=Store(MemFS()), clock=VirtualClock(), log=[].append)
         assert len(fake.made) == 1 and r.http.ctx is fake.made[0]
         assert fake.made[0].verify_mode == Tls.CERT_NONE and not fake.wrapped
+        assert "regtoken.pem" not in sys.modules  # let go: the context is all it needs
     finally:
         if saved is None:
             del sys.modules["tls"]
