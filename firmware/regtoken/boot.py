@@ -25,16 +25,20 @@ def boot(r):
 
                 from . import pem
 
-                # the context now, while the heap is emptiest (~3 KB in one piece); then
+                # the context now, in the ~3 KB piece the config check kept for it; then
                 # pem is let go like this module: the context is all the client needs
-                w.ctx = pem.context(pem.ca_file(cfg) if cfg["tls_verify"] else None)
+                ca = pem.ca_file(cfg) if cfg["tls_verify"] else None
+                wire._room = None  # freed: the context's allocation finds the piece
+                w.ctx = pem.context(ca)
                 sys.modules.pop(pem.__name__)
                 delattr(sys.modules[__name__.rpartition(".")[0]], "pem")
         else:
             from .ureq import Urequests
 
             r.http = Urequests(cfg["timeout_s"])
-    wire._spare = None  # the buffer kept for the first Wire: it has it now, or none comes
+    # the buffer kept for the first Wire: it has it now, or none comes; the room for a TLS
+    # context: it has been used, or no context is made
+    wire._spare = wire._room = None
     # the refresh call's URL and headers never change: built once, not per call
     r._url = u + "/devices/registration-tokens/refresh"
     r._h = h = {"Content-Type": "application/json"}

@@ -3,10 +3,10 @@
 #
 # Size: one walk over the keys, one raise. The .mpy keeps each string of 10 characters or
 # more as an object, and the strings in a constant tuple apart, so a key is named once.
+from . import wire  # the URL the config accepts is the one wire takes
 from .answer import valid_token
 from .dates import rfc3339
 from .error import ConfigError
-from .wire import split_url  # the URL the config accepts is the one wire takes
 
 DEFAULTS: dict = {"api_url": None, "initial_token": None, "provisioning_token": None,
                   "ca_file": None, "tls_verify": True, "wifi": None, "timeout_s": 15,
@@ -22,10 +22,12 @@ def validate(raw, name="config"):
     cfg.update(raw)
     url = cfg["api_url"]
     try:
-        https, host = split_url(url)[:2]
+        https, host = wire.split_url(url)[:2]
         host = host and url.split("://")[0] in ("http", "https") and " " not in url
     except Exception:
         host = https = 0
+    if not https:
+        wire._room = None  # no TLS context will need it
     # z to a: backoff_min_s is checked before backoff_max_s, tls_verify before ca_file.
     # `why` stays None for a good value; a message is built only for a bad one.
     for k in sorted(cfg, reverse=True):

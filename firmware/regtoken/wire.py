@@ -24,6 +24,10 @@ _KEEP = {4: "date", 11: "retry-after", 14: "content-length", 17: "transfer-encod
 # The first client's buffer, taken when wire is first imported (the config check imports
 # it at boot): while the heap is emptiest, before the pieces freed by boot fragment it.
 _spare: bytearray | None = bytearray(BODY)
+# Room for a TLS context (3,048 bytes in one piece on the 64-bit unix port, less on a 32-bit
+# board), kept from the same moment; the config check frees it at once for an http URL, and
+# boot.py just before it makes the context, which then finds that piece.
+_room: bytearray | None = bytearray(3072)
 
 
 def split_url(url):

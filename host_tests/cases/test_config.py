@@ -110,3 +110,15 @@ def test_messages_say_in_few_words_what_the_value_must_be():
     assert refused("sleep", sleep="x").endswith('"none" or "light" or "deep"')
     assert refused("reprovision", reprovision=1).endswith("true or false")
     assert "tls_verify false" in str(raises(ConfigError, validate, {"api_url": "https://x"}))
+
+
+def test_only_an_https_config_keeps_the_room_wire_reserves_for_a_tls_context():
+    # ~3 KB in one piece, reserved when wire is imported; boot.py frees it just before it
+    # makes the TLS context. An http config has no use for it: freed by the check at once
+    from regtoken import wire
+
+    wire._room = bytearray(8)
+    validate({"api_url": "https://h.example", "initial_token": "t", "tls_verify": False})
+    assert wire._room is not None
+    validate({"api_url": "http://h.example", "initial_token": "t"})
+    assert wire._room is None

@@ -575,10 +575,14 @@ def test_an_https_refresher_makes_its_tls_context_at_construction():
     try:
         cfg = validate({"api_url": "https://device-api.test", "initial_token": tok(0),
                         "tls_verify": False})
+        from regtoken import wire
+
+        wire._room = bytearray(8)  # as the config check leaves it for https
         r = Refresher(cfg, store=Store(MemFS()), clock=VirtualClock(), log=[].append)
         assert len(fake.made) == 1 and r.http.ctx is fake.made[0]
         assert fake.made[0].verify_mode == Tls.CERT_NONE and not fake.wrapped
         assert "regtoken.pem" not in sys.modules  # let go: the context is all it needs
+        assert wire._room is None  # the piece kept for the context is free again
     finally:
         if saved is None:
             del sys.modules["tls"]
