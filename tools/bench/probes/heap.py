@@ -59,11 +59,13 @@ class ImportCosts:
         finally:
             new = [m for m in sys.modules if m not in before]
             for m in new:
-                # wire's _spare: the buffer its first client takes, allocated at import
-                # while the heap is emptiest. It is the client's, not the module's code:
-                # dropped here, so the client allocates its own
-                if getattr(sys.modules[m], "_spare", None):
-                    sys.modules[m]._spare = None  # type: ignore[attr-defined]
+                # wire's _spare and _room: the buffer its first client takes and the room
+                # for a TLS context, reserved at import while the heap is emptiest. They
+                # are the client's, not the module's code: dropped here, so the client
+                # allocates its own
+                for k in ("_spare", "_room"):
+                    if getattr(sys.modules[m], k, None):
+                        setattr(sys.modules[m], k, None)
             kept = live() - start
             nested, inner = self.stack.pop()
             for m in new:
