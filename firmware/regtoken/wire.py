@@ -24,9 +24,9 @@ _KEEP = {4: "date", 11: "retry-after", 14: "content-length", 17: "transfer-encod
 # The first client's buffer, taken when wire is first imported (the config check imports
 # it at boot): while the heap is emptiest, before the pieces freed by boot fragment it.
 _spare: bytearray | None = bytearray(BODY)
-# Room for a TLS context (3,048 bytes in one piece on the 64-bit unix port, less on a 32-bit
-# board), kept from the same moment; the config check frees it at once for an http URL, and
-# boot.py just before it makes the context, which then finds that piece.
+# Room for a TLS context (the tls module's SSLContext: 3,048 bytes in one piece on the
+# 64-bit unix port), kept from the same moment; the config check frees it at once for an
+# http URL, and boot.py just before it makes the context, which then finds that piece.
 _room: bytearray | None = bytearray(3072)
 
 
@@ -46,7 +46,9 @@ def split_url(url):
 class Wire:
     def __init__(self, timeout_s, ca=None):
         self.ms = int(timeout_s * 1000)
-        self.ca = ca  # until the TLS context is made (boot.py makes it at once)
+        # boot.py sets ctx itself; a client built otherwise (a tool, a test) makes it from
+        # `ca` at its first https request
+        self.ca = ca
         self.ctx = None
         self.p = select.poll()  # one for every request: its sockets come and go
         global _spare
