@@ -19,14 +19,14 @@ async def astep(self):
         # asleep until due, at most a day per wait (asyncio's ticks overflow after a few).
         # force() wakes it by cancelling this task's sleep: no Event (asyncio would load
         # asyncio.event for it) and no second task per wait
-        t = self._ev = asyncio.current_task()
+        t = self._sleeper = asyncio.current_task()
         try:
             await asyncio.sleep(86400 if w is None else min(w, 86400))
         except asyncio.CancelledError:
-            if self._ev is t:  # not force(): the application cancelled the task
+            if self._sleeper is t:  # not force(): the application cancelled the task
                 raise
         finally:
-            self._ev = None
+            self._sleeper = None
     if self.due_in() == 0:
         if self._pending:
             a = self._pending

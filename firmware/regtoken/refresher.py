@@ -40,7 +40,7 @@ class Refresher(Machine):
         self.store = store or Store(cfg["store_dir"], self.log)
         # prov: a selfprov.Provisioner; _pending: a record not yet on flash
         self.prov = None  # type: ignore[assignment]
-        self._pending = self.state = self._next = self._why = self._reason = self._ev = None
+        self._pending = self.state = self._next = self._why = self._reason = self._sleeper = None
         self._wait = 0  # the last backoff wait, 0 after a success
         self._counts = {"attempts": 0, "rotations": 0, "recoveries": 0, "failures": 0}
         self._cbs: tuple = ([], [])  # on_token's, on_state's
@@ -79,9 +79,9 @@ class Refresher(Machine):
         if self.state != HEALTHY:
             return False
         self._next = self.clock.now()
-        t = self._ev  # the asyncio task asleep in astep (aio.py): woken by a cancel
+        t = self._sleeper  # the asyncio task asleep in astep (aio.py): woken by a cancel
         if t:
-            self._ev = None
+            self._sleeper = None
             t.cancel()
         return True
 

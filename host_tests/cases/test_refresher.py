@@ -7,7 +7,7 @@ from regtoken import BACKOFF, FORBIDDEN, HEALTHY, PROVISION, Refresher, validate
 from regtoken.dates import rfc3339
 from regtoken.store import DEAD, Record, Store, fingerprint
 
-from cases.util import tok
+from cases.util import restore_module, swap_module, tok
 
 DAY = 86400
 
@@ -570,8 +570,7 @@ def test_an_https_refresher_makes_its_tls_context_at_construction():
     from cases.test_wire import Tls
 
     fake = Tls()
-    saved = sys.modules.get("tls")
-    sys.modules["tls"] = fake  # type: ignore[assignment]
+    saved = swap_module("tls", fake)
     try:
         cfg = validate({"api_url": "https://device-api.test", "initial_token": tok(0),
                         "tls_verify": False})
@@ -584,10 +583,7 @@ def test_an_https_refresher_makes_its_tls_context_at_construction():
         assert "regtoken.pem" not in sys.modules  # let go: the context is all it needs
         assert wire._room is None  # the piece kept for the context is free again
     finally:
-        if saved is None:
-            del sys.modules["tls"]
-        else:
-            sys.modules["tls"] = saved
+        restore_module("tls", saved)
 
 
 def test_force_wakes_the_asyncio_task_and_a_cancel_still_stops_it():

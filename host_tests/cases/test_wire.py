@@ -6,7 +6,7 @@ import sys
 
 from regtoken import wire
 
-from cases.util import raises
+from cases.util import raises, restore_module, swap_module
 
 TOKEN = b'{"registrationToken": "abc", "expirationTime": null}'
 URL = "http://h.example:8080/x"
@@ -93,17 +93,13 @@ class Ticks:  # CPython's time has no ticks_ms
 def exchange(w, net, method="PUT", url=URL, body=b"{}", headers=None):
     """One request of client w, its generator driven as request() does but without waits
     (the socket never needs one); net is the socket module while it runs."""
-    saved = sys.modules.get("socket"), wire.time
-    sys.modules["socket"] = net  # type: ignore[assignment]
+    saved = swap_module("socket", net), wire.time
     wire.time = Ticks  # type: ignore[assignment]
     try:
         for _ in w._x(method, url, body, headers or {}):
             pass
     finally:
-        if saved[0] is None:
-            del sys.modules["socket"]
-        else:
-            sys.modules["socket"] = saved[0]
+        restore_module("socket", saved[0])
         wire.time = saved[1]
     return w.ans
 
@@ -305,8 +301,7 @@ def test_one_tls_context_per_client_made_once_and_reused():
     # ~3 KB in one piece per context: made at the first https request (boot.py makes it
     # at construction), reused by every later one; the CA blobs are dropped once parsed
     fake = Tls()
-    saved = sys.modules.get("tls")
-    sys.modules["tls"] = fake  # type: ignore[assignment]
+    saved = swap_module("tls", fake)
     try:
         w = client()
         w.ca = [b"der-1", b"der-2"]
@@ -322,7 +317,4 @@ def test_one_tls_context_per_client_made_once_and_reused():
         exchange(w, Net(Sock(http(b""))), url="https://h.example/x")
         assert fake.made[1].verify_mode == Tls.CERT_NONE and fake.made[1].cas == []
     finally:
-        if saved is None:
-            del sys.modules["tls"]
-        else:
-            sys.modules["tls"] = saved
+        restore_module("tls", saved)

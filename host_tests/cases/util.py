@@ -19,3 +19,23 @@ def tok(n, size=248):
         x = (x * 1103515245 + 12345) & 0x7FFFFFFF
         out.append(alphabet[x % 64])
     return "".join(out)
+
+
+def swap_module(name, module):
+    """Put `module` (a fake) in sys.modules under `name`, so that the firmware's `import
+    name` finds it; returns what restore_module puts back."""
+    import sys
+
+    saved = sys.modules.get(name)
+    sys.modules[name] = module
+    return saved
+
+
+def restore_module(name, saved):
+    """Undo swap_module: the module that was there, or none."""
+    import sys
+
+    if saved is None:
+        del sys.modules[name]
+    else:
+        sys.modules[name] = saved
