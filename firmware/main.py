@@ -6,7 +6,7 @@ import sys
 import time
 
 import regtoken
-from regtoken.log import log
+from regtoken.edges import log
 
 BOARD = sys.platform != "linux"  # the unix port (the virtual board) has no radio, no RTC
 

@@ -2,7 +2,7 @@
 # the sleep config.json asks for between steps. A deep-sleep timer wake keeps the RTC's
 # time and the wait in progress: nothing needs the radio until a refresh is due.
 import regtoken
-from regtoken.log import log
+from regtoken.edges import log
 
 from board import led, sleep, wifi
 

@@ -1,6 +1,6 @@
 # regtoken: keeps a device's registration token alive. README "Using it from your app".
+from .edges import redact
 from .error import ConfigError
-from .log import redact
 
 __version__ = "0.1.0"
 __all__ = ("Refresher", "ConfigError", "Clock", "load", "validate", "redact", "HEALTHY",

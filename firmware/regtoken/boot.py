@@ -2,10 +2,9 @@
 # parts, the stored record (or the initial token, imported), a clock floor for TLS, and
 # the first state. Imported by Refresher.__init__ and let go after it has run.
 from . import policy, wire
-from .answer import FORBIDDEN, GONE
-from .dates import iso
-from .log import redact
+from .edges import redact
 from .machine import HEALTHY
+from .policy import FORBIDDEN, GONE, iso
 from .store import NEVER, UNKNOWN, Record, fingerprint
 
 RELEASED = 1796083200  # 2026-12-01: no clock running this firmware can be earlier

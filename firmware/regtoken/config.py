@@ -4,9 +4,8 @@
 # Size: one walk over the keys, one raise. The .mpy keeps each string of 10 characters or
 # more as an object, and the strings in a constant tuple apart, so a key is named once.
 from . import wire  # the URL the config accepts is the one wire takes
-from .answer import valid_token
-from .dates import rfc3339
 from .error import ConfigError
+from .policy import rfc3339, valid_token
 
 DEFAULTS: dict = {"api_url": None, "initial_token": None, "provisioning_token": None,
                   "ca_file": None, "tls_verify": True, "wifi": None, "timeout_s": 15,

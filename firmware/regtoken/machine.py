@@ -11,14 +11,13 @@
 # changes and their callbacks. Only a power cut stops it: any exception inside a step is a
 # failed attempt, and one raised by a callback is logged.
 from . import policy
-from .answer import FORBIDDEN, GONE, RECOVERED, classify
-from .dates import http_date, iso
-from .log import redact
+from .edges import redact
+from .policy import FORBIDDEN, GONE, RECOVERED, classify, http_date, iso
 from .store import DEAD, NEVER, Record
 
 HEALTHY = "healthy"
 BACKOFF = "backoff"
-PROVISION = "provision"  # and FORBIDDEN, from answer: 403 is a state too
+PROVISION = "provision"  # and FORBIDDEN, from policy: 403 is a state too
 PROVISIONING = "provisioning"  # self-provisioning (selfprov.py) is running
 
 

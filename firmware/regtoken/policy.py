@@ -1,6 +1,85 @@
-# When to refresh and how long to back off. Pure arithmetic on Unix seconds: the caller
-# passes `now` (or the seconds a token has `left`) and a random number in [0, 1), so tests
-# replay any schedule exactly and a fleet simulator can run it for 10,000 devices.
+# The rules, pure: no I/O, identical under CPython and MicroPython. The caller passes `now`
+# (or the seconds a token has `left`) and a random number in [0, 1), so tests replay any
+# schedule exactly and a fleet simulator can run it for 10,000 devices. One module, not
+# three: each module a board imports keeps ~300 bytes of heap of its own for years.
+#
+#   dates:    Unix seconds computed by hand, never from the port's epoch or time.mktime
+#   schedule: when to refresh, how long to back off
+#   answers:  what the server's answer means
+import time
+
+# -- dates ------------------------------------------------------------------------------
+# Wall-clock arithmetic in Unix seconds, computed by hand so that it never depends on the
+# port's epoch (1970 on unix and rp2, 2000 on older ESP32 builds) or its time.mktime.
+
+def days(y, m, d):
+    # days since 1970-01-01 in the proleptic Gregorian calendar (Hinnant's algorithm, with
+    # floor division doing the eras); the year starts in March so that Feb 29 comes last
+    y -= m <= 2
+    return y * 365 + y // 4 - y // 100 + y // 400 + (153 * ((m + 9) % 12) + 2) // 5 + d - 719469
+
+
+EPOCH = days(time.gmtime(0)[0], 1, 1) * 86400  # the port's epoch in Unix seconds
+
+
+def _num(s, i, top, sep):
+    # the two digits at s[i] as an int below top, followed by a character of sep (when
+    # given); ValueError for anything else (int() would allocate a slice, and take other
+    # Unicode digits under CPython)
+    v = "0123456789".index(s[i]) * 10 + "0123456789".index(s[i + 1])
+    if v < top and (sep is None or s[i + 2] in sep):
+        return v
+    raise ValueError
+
+
+def rfc3339(s):
+    """'2024-11-28T14:03:07.316Z' or '...+hh:mm' -> Unix seconds, the fraction (of any
+    length) dropped; ValueError for anything else. None (never expires) stays None.
+    Read in place: nothing is allocated."""
+    if s is None:
+        return None
+    n = isinstance(s, str) and len(s)
+    if n > 19:
+        mo = _num(s, 5, 13, "-")
+        d = _num(s, 8, 32, "Tt ")
+        t = (days(_num(s, 0, 100, None) * 100 + _num(s, 2, 100, "-"), mo, d) * 24
+             + _num(s, 11, 24, ":")) * 3600 + _num(s, 14, 60, ":") * 60 + _num(s, 17, 61, None)
+        i = 19  # a leap second passes as :60
+        if s[19] == ".":
+            i = 20
+            while i < n - 1 and s[i] in "0123456789":  # the zone follows, unread
+                i += 1
+        n -= i
+        if not mo * d or i == 20:  # month or day 0, a fraction without a digit
+            raise ValueError
+        if n == 1 and s[i] in "Zz":
+            return t
+        if n == 6:  # "+" is east of UTC: subtract
+            return t + (_num(s, i + 1, 24, ":") * 60 + _num(s, i + 4, 60, None)) * 60 \
+                * ("+-".index(s[i]) * 2 - 1)
+    raise ValueError
+
+
+def iso(t):
+    """Unix seconds -> '2026-12-01T07:40:40Z' (None: 'never')."""
+    if t is None:
+        return "never"
+    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % time.gmtime(t - EPOCH)[:6]
+
+
+def http_date(s):
+    """RFC 7231 IMF-fixdate 'Sun, 06 Nov 1994 08:49:37 GMT' -> Unix seconds, else None."""
+    try:  # read as the RFC 3339 date-time it stands for, '1994-11-06 08:49:37Z'
+        if s[3:5] == ", " and s[16] == " ":
+            return rfc3339("%s-%02d-%s%s" % (
+                s[12:16], " Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec ".index(s[7:12]) // 4
+                + 1, s[5:7], s[16:].replace(" GMT", "Z")))
+    except Exception:  # not a str, a field out of place or out of range
+        pass
+    return None
+
+
+# -- schedule ---------------------------------------------------------------------------
 
 SAFETY = 600  # refresh at the latest this long before expiry, when the lifetime allows
 MARGIN = 60  # a retry ends this long before expiry: one request's time, plus clock skew
@@ -50,3 +129,61 @@ def backoff(prev, lo, hi, rnd, retry_after=0, left=None):
             a, b = c, c // 2
     # rounded: a 1 s minimum jitters too
     return max(int(a + (b - a) * rnd + 0.5), lo, retry_after and floor(retry_after, rnd))
+
+
+# -- answers ----------------------------------------------------------------------------
+
+MAX_TOKEN = 1024  # the API states no maximum; tokens seen are ~250 characters
+MAX_RETRY_AFTER = 86400  # a hostile Retry-After must not park the device for years
+
+# outcomes; the failures double as status()'s machine-readable `reason`
+ROTATED = "rotated"  # 201: normal rotation, the parent is now in its grace period
+RECOVERED = "recovered"  # 200: a retry after a lost answer; the unseen child was revoked
+FORBIDDEN = "forbidden"  # 403
+GONE = "gone"  # 410: this token can never be refreshed again
+THROTTLED = "throttled"  # 412
+GARBAGE = "garbage"  # a 200/201 without a valid token object
+SERVER = "server"  # any other status: 5xx, 429, proxies
+
+
+def valid_token(t):
+    # printable ASCII, no spaces: it goes into JSON and headers. Checked on its bytes: on
+    # MicroPython min()/max() of a str intern every distinct character as a name, for good
+    # (up to ~90 of them, and the name pool's next doubling)
+    if not isinstance(t, str) or not 0 < len(t) <= MAX_TOKEN:
+        return False
+    b = t.encode()
+    return 32 < min(b) and max(b) < 127
+
+
+def retry_after(headers, now):
+    v = headers.get("retry-after", "").strip()
+    return min(max(int(v) if v.isdigit() else (http_date(v) or now) - now, 0), MAX_RETRY_AFTER)
+
+
+def classify(status, headers, body, now):
+    """-> (outcome, token, exp, retry_after_s, why). `headers` has lower-case names; exp
+    is Unix seconds or None (the token never expires)."""
+    # allocates only what json.loads does and the result: the other strings are constants
+    if status == 200 or status == 201:
+        try:
+            import json
+
+            o = json.loads(body)
+            t = o["registrationToken"]
+            e = rfc3339(o["expirationTime"])
+        except Exception:  # not JSON, not an object, a key missing, a bad date
+            t = None
+        if valid_token(t):
+            if status == 200:
+                return RECOVERED, t, e, 0, "200"
+            return ROTATED, t, e, 0, "201"
+        return GARBAGE, None, None, 0, "%d without a valid token" % status
+    k = SERVER
+    if status == 403:
+        k = FORBIDDEN
+    if status == 410:
+        k = GONE
+    if status == 412:
+        k = THROTTLED
+    return k, None, None, retry_after(headers, now), "HTTP %d" % status

@@ -17,9 +17,8 @@ from . import boot  # noqa: F401  (let go by the first Refresher built)
 from .wire import Wire  # noqa: F401
 from .store import Record, Store
 from .machine import BACKOFF, FORBIDDEN, HEALTHY, PROVISION, PROVISIONING, Machine  # noqa: F401
-from .clock import Clock
-from .log import log as _log
-from .log import redact
+from .edges import Clock, redact
+from .edges import log as _log
 
 # isort: on
 

@@ -11,12 +11,20 @@
 import json
 
 from . import policy
-from .answer import retry_after, token_object, valid_token
-from .dates import rfc3339
+from .policy import classify, retry_after, rfc3339, valid_token
 from .refresher import PROVISION, PROVISIONING
 from .store import DEAD, NEVER, Record
 
 OP = -2  # `due` of a stored provisioning operation
+
+
+def token_object(body):
+    """(token, exp) from a token object, exp Unix seconds or None (never expires);
+    ValueError for anything else: not JSON, not an object, a key missing or bad."""
+    _, t, e, _, _ = classify(200, None, body, 0)
+    if t:
+        return t, e
+    raise ValueError
 
 
 class Provisioner:

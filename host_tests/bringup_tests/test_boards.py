@@ -278,13 +278,13 @@ def test_make_provision_dry_run_never_echoes_secrets(tmp_path: Path) -> None:
 
 
 def test_deploy_plan() -> None:
-    built = {"main.py": "m", "regtoken/store.mpy": "s2", "regtoken/log.mpy": "l"}
+    built = {"main.py": "m", "regtoken/store.mpy": "s2", "regtoken/edges.mpy": "e"}
     remote = {"main.py": "m", "regtoken/": "", "regtoken/store.mpy": "s1",
               "regtoken/store.py": "old", "regtoken/gone.mpy": "g", "regtoken/notes.txt": "n",
               "config.json": "c", "token.a": "t"}
     plan = deploy.plan(built, remote)
     assert plan.mkdir == []
-    assert plan.copy == ["regtoken/log.mpy", "regtoken/store.mpy"]
+    assert plan.copy == ["regtoken/edges.mpy", "regtoken/store.mpy"]
     assert plan.unchanged == ["main.py"]
     # the .py twin would shadow the new .mpy; gone.mpy left firmware/; the rest is not ours
     assert plan.remove == ["regtoken/gone.mpy", "regtoken/store.py"]

@@ -83,12 +83,12 @@ def test_deploy_copies_only_changes_and_drops_stale_twins(vboard: VirtualBoard) 
     assert (fs / "main.py").read_bytes() == (ROOT / "firmware" / "main.py").read_bytes()
 
     (fs / "regtoken" / "store.py").write_text("raise ImportError('stale source')\n")
-    (fs / "regtoken" / "log.mpy").write_bytes(b"damaged")
+    (fs / "regtoken" / "edges.mpy").write_bytes(b"damaged")
     p = make("deploy", *on(vboard))
     assert p.returncode == 0
-    assert "copy      regtoken/log.mpy" in p.stdout
+    assert "copy      regtoken/edges.mpy" in p.stdout
     assert "remove    regtoken/store.py" in p.stdout
-    # main.py + all but log.mpy + board/
+    # main.py + all but edges.mpy + board/
     assert "unchanged %d file(s)" % (len(MODULES) + EDGES) in p.stdout
     assert not (fs / "regtoken" / "store.py").exists()
 

@@ -1,7 +1,7 @@
 import json
 
-from regtoken import answer
-from regtoken.answer import classify
+from regtoken import policy
+from regtoken.policy import classify
 
 from cases.util import raises, tok
 
@@ -16,37 +16,37 @@ def test_201_is_rotation_with_expiry():
     t = tok(1)
     k, token, exp, _, _ = classify(201, {}, body(registrationToken=t,
                                                  expirationTime="2027-01-15T08:00:00Z"), NOW)
-    assert (k, token, exp) == (answer.ROTATED, t, 1800000000)
+    assert (k, token, exp) == (policy.ROTATED, t, 1800000000)
 
 
 def test_200_is_recovery_and_null_never_expires():
     k, token, exp, _, _ = classify(200, {}, body(registrationToken=tok(2), expirationTime=None),
                                    NOW)
-    assert (k, token, exp) == (answer.RECOVERED, tok(2), None)
+    assert (k, token, exp) == (policy.RECOVERED, tok(2), None)
 
 
 def test_refusals():
-    assert classify(403, {}, b"{}", NOW)[0] == answer.FORBIDDEN
-    assert classify(410, {}, b"", NOW)[0] == answer.GONE
+    assert classify(403, {}, b"{}", NOW)[0] == policy.FORBIDDEN
+    assert classify(410, {}, b"", NOW)[0] == policy.GONE
     k, _, _, wait, _ = classify(412, {"retry-after": "120"}, b"", NOW)
-    assert (k, wait) == (answer.THROTTLED, 120)
+    assert (k, wait) == (policy.THROTTLED, 120)
     assert classify(412, {}, b"", NOW)[3] == 0
 
 
 def test_everything_else_is_transient():
     for status in (100, 204, 301, 302, 307, 400, 401, 404, 423, 429, 500, 502, 503, 504, 999):
-        assert classify(status, {}, b"", NOW)[0] == answer.SERVER
+        assert classify(status, {}, b"", NOW)[0] == policy.SERVER
 
 
 def test_retry_after_forms_and_bounds():
-    assert answer.retry_after({"retry-after": "Thu, 15 Jan 2027 08:01:00 GMT"}, NOW) == 60
-    assert answer.retry_after({"retry-after": "Thu, 15 Jan 2027 07:00:00 GMT"}, NOW) == 0
-    assert answer.retry_after({"retry-after": "99999999999"}, NOW) == answer.MAX_RETRY_AFTER
-    assert answer.retry_after({"retry-after": "soon"}, NOW) == 0
-    assert answer.retry_after({"retry-after": " 120 "}, NOW) == 120
-    assert answer.retry_after({"retry-after": "-5"}, NOW) == 0
-    assert answer.retry_after({"retry-after": "Fri, 15 Jan 2077 08:00:00 GMT"}, NOW) == 86400
-    assert answer.retry_after({}, NOW) == 0
+    assert policy.retry_after({"retry-after": "Thu, 15 Jan 2027 08:01:00 GMT"}, NOW) == 60
+    assert policy.retry_after({"retry-after": "Thu, 15 Jan 2027 07:00:00 GMT"}, NOW) == 0
+    assert policy.retry_after({"retry-after": "99999999999"}, NOW) == policy.MAX_RETRY_AFTER
+    assert policy.retry_after({"retry-after": "soon"}, NOW) == 0
+    assert policy.retry_after({"retry-after": " 120 "}, NOW) == 120
+    assert policy.retry_after({"retry-after": "-5"}, NOW) == 0
+    assert policy.retry_after({"retry-after": "Fri, 15 Jan 2077 08:00:00 GMT"}, NOW) == 86400
+    assert policy.retry_after({}, NOW) == 0
 
 
 def test_garbage_bodies_are_failed_attempts_never_tokens():
@@ -64,20 +64,22 @@ def test_garbage_bodies_are_failed_attempts_never_tokens():
     for status in (200, 201):
         for b in bad:
             k, token, _, _, why = classify(status, {}, b, NOW)
-            assert k == answer.GARBAGE and token is None, b[:40]
+            assert k == policy.GARBAGE and token is None, b[:40]
             assert str(status) in why
 
 
 def test_token_object():
+    from regtoken.selfprov import token_object  # the provisioning answer's reader
+
     t = tok(5)
-    assert answer.token_object(body(registrationToken=t, expirationTime=None)) == (t, None)
-    assert answer.token_object(body(expirationTime="2027-01-15T08:00:00Z",
-                                    registrationToken=t, extra=[1])) == (t, 1800000000)
+    assert token_object(body(registrationToken=t, expirationTime=None)) == (t, None)
+    assert token_object(body(expirationTime="2027-01-15T08:00:00Z",
+                             registrationToken=t, extra=[1])) == (t, 1800000000)
     for b in (b"", b"{}", body(registrationToken="", expirationTime=None)):
-        raises(ValueError, answer.token_object, b)
+        raises(ValueError, token_object, b)
 
 
 def test_token_bounds():
-    assert answer.valid_token("A" * 1024)
-    assert not answer.valid_token("A" * 1025)
-    assert answer.valid_token(tok(4))
+    assert policy.valid_token("A" * 1024)
+    assert not policy.valid_token("A" * 1025)
+    assert policy.valid_token(tok(4))

@@ -1,4 +1,4 @@
-from regtoken.dates import days, http_date, rfc3339
+from regtoken.policy import days, http_date, rfc3339
 
 from cases.util import raises
 

@@ -4,7 +4,7 @@ from fakes.clock import T0, VirtualClock
 from fakes.memfs import MemFS
 from fakes.net import FakeHTTP, issued, problem
 from regtoken import BACKOFF, FORBIDDEN, HEALTHY, PROVISION, Refresher, validate
-from regtoken.dates import rfc3339
+from regtoken.policy import rfc3339
 from regtoken.store import DEAD, Record, Store, fingerprint
 
 from cases.util import restore_module, swap_module, tok
@@ -22,7 +22,7 @@ def iso(t):
 def _epoch():
     import time
 
-    from regtoken.dates import days
+    from regtoken.policy import days
 
     return days(time.gmtime(0)[0], 1, 1) * 86400
 

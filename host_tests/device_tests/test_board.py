@@ -1,6 +1,6 @@
-"""firmware/board/ (main.py's board edges: wifi, led, sleep) and regtoken.clock's board path
-on CPython, with fakes of network, machine, ntptime and neopixel in sys.modules
-(host_tests/fakes/board.py): no board, and nothing really sleeps."""
+"""firmware/board/ (main.py's board edges: wifi, led, sleep) and the board path of
+regtoken.edges.Clock on CPython, with fakes of network, machine, ntptime and neopixel in
+sys.modules (host_tests/fakes/board.py): no board, and nothing really sleeps."""
 
 from __future__ import annotations
 
@@ -279,7 +279,7 @@ def test_clock_floor_sets_the_boards_rtc_forward_never_back(board: FakeBoard,
     TLS handshake (mbedTLS reads the port's clock) can check the server's certificate."""
     from fakes.net import FakeHTTP
     from regtoken import Clock, Refresher, validate
-    from regtoken.dates import EPOCH
+    from regtoken.policy import EPOCH
     from regtoken.store import Record, Store
 
     last = int(time.time()) + 30 * 86400  # a commit "in the future" of this host's clock

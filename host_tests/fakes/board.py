@@ -1,4 +1,4 @@
-"""Fakes of the board modules firmware/board/*.py and regtoken.clock import (network,
+"""Fakes of the board modules firmware/board/*.py and regtoken.edges import (network,
 machine, ntptime, neopixel) and of the `time` they sleep with: nothing waits, a virtual
 millisecond clock advances instead, and every hardware call is recorded in `board.calls`.
 

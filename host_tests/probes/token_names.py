@@ -10,7 +10,7 @@ import micropython
 HERE = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
 sys.path.insert(0, HERE + "/../../firmware")
 
-from regtoken.answer import classify, valid_token  # noqa: E402
+from regtoken.policy import classify, valid_token  # noqa: E402
 
 token = bytes(range(33, 127)).decode() * 2  # decode() interns nothing
 body = b'{"registrationToken": "%s", "expirationTime": "2026-12-02T00:00:00Z"}' % (

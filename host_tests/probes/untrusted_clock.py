@@ -11,7 +11,7 @@ HERE = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
 sys.path.insert(0, HERE + "/../../firmware")
 
 import regtoken  # noqa: E402
-from regtoken.clock import Clock  # noqa: E402
+from regtoken.edges import Clock  # noqa: E402
 
 
 def main(path):

@@ -112,7 +112,7 @@ def targets_section(res: dict[str, Any], rows: list[Row]) -> list[str]:
 # ---------------------------------------------------------------- the detail tables
 
 FW_PARTS = (("request", "Wire.request: the whole HTTP exchange, streamed"),
-            ("classify", "answer.classify: JSON and checks"),
+            ("classify", "policy.classify: JSON and checks"),
             ("commit", "Store.commit: encode, write, read back"), ("log", "log lines"))
 BASE_PARTS = (("put_token", "put_token: HTTP and JSON"), ("put", "↳ of it requests.put"),
               ("json", "↳ of it Response.json"),

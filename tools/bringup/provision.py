@@ -154,8 +154,7 @@ def _firmware() -> Any:
     if path not in sys.path:
         sys.path.insert(0, path)
     import regtoken
-    import regtoken.answer
-    import regtoken.dates
+    import regtoken.policy
 
     return regtoken
 
@@ -196,8 +195,8 @@ def _url(url: Any) -> str:
 
 
 def _what_is_wrong_with_token(value: Any) -> str:
-    """Why the firmware refused a token (answer.valid_token), without showing it."""
-    limit = _firmware().answer.MAX_TOKEN
+    """Why the firmware refused a token (policy.valid_token), without showing it."""
+    limit = _firmware().policy.MAX_TOKEN
     if not isinstance(value, str) or not value:
         return "empty, or not a string"
     if len(value) > limit:
@@ -214,7 +213,7 @@ def _expiration(value: Any) -> str | None:
     if isinstance(value, str):
         value = re.sub(r"(\.\d{6})\d+", r"\1", value)  # fromisoformat (3.10): 6 digits at most
     try:
-        _firmware().dates.rfc3339(value)  # the parser the device reads it with
+        _firmware().policy.rfc3339(value)  # the parser the device reads it with
     except ValueError:
         raise ProvisionError("initial_expiration: %r is not an RFC 3339 date-time "
                              "(2024-11-28T14:03:07.316Z) or null" % (value,)) from None
