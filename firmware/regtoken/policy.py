@@ -3,7 +3,7 @@
 # schedule exactly and a fleet simulator can run it for 10,000 devices. One module, not
 # three: each module a board imports keeps ~300 bytes of heap of its own for years.
 #
-#   dates:    Unix seconds computed by hand, never from the port's epoch or time.mktime
+#   dates:    wall-clock arithmetic in Unix seconds
 #   schedule: when to refresh, how long to back off
 #   answers:  what the server's answer means
 import time
@@ -11,6 +11,7 @@ import time
 # -- dates ------------------------------------------------------------------------------
 # Wall-clock arithmetic in Unix seconds, computed by hand so that it never depends on the
 # port's epoch (1970 on unix and rp2, 2000 on older ESP32 builds) or its time.mktime.
+
 
 def days(y, m, d):
     # days since 1970-01-01 in the proleptic Gregorian calendar (Hinnant's algorithm, with
@@ -172,6 +173,8 @@ def classify(status, headers, body, now):
             o = json.loads(body)
             t = o["registrationToken"]
             e = rfc3339(o["expirationTime"])
+        except MemoryError:  # no heap to read it says nothing of the answer: not GARBAGE
+            raise
         except Exception:  # not JSON, not an object, a key missing, a bad date
             t = None
         if valid_token(t):

@@ -105,7 +105,12 @@ class Store:
         # directory entry torn by a cut reads as EIO): damage, not an empty slot
         try:
             with open(self.root + name, "rb") as f:
-                return f.read(limit)
+                # read(limit) would take `limit` bytes in one piece first, though a slot is
+                # the length of the longest record it has held (~300 bytes): at boot, with
+                # the heap at its fullest, ask only for what is there
+                n = f.seek(0, 2)
+                f.seek(0)
+                return f.read(min(n, limit))
         except OSError as e:
             return None if e.errno == 2 else b""  # ENOENT
 

@@ -3,7 +3,7 @@ import json
 from regtoken import policy
 from regtoken.policy import classify
 
-from cases.util import raises, tok
+from cases.util import raises, restore_module, swap_module, tok
 
 NOW = 1800000000
 
@@ -83,3 +83,23 @@ def test_token_bounds():
     assert policy.valid_token("A" * 1024)
     assert not policy.valid_token("A" * 1025)
     assert policy.valid_token(tok(4))
+
+
+class _NoHeapJSON:
+    """A json module whose loads() finds no heap, as on a board near its minimum."""
+
+    @staticmethod
+    def loads(body):
+        raise MemoryError("memory allocation failed, allocating 368 bytes")
+
+
+def test_no_heap_to_read_a_201_is_not_garbage():
+    # the answer may be a good one: classify must not call it the server's garbage
+    b = body(registrationToken=tok(1), expirationTime="2027-01-15T08:00:00Z")
+    assert classify(201, {}, b, NOW)[0] == policy.ROTATED
+    saved = swap_module("json", _NoHeapJSON)
+    try:
+        for status in (200, 201):
+            raises(MemoryError, classify, status, {}, b, NOW)
+    finally:
+        restore_module("json", saved)

@@ -359,3 +359,53 @@ def test_a_write_that_does_not_land_is_refused_by_the_read_back():
         assert Store(Files(root)).load().token == tok(2, 240), root
         commit(store, 9)  # the same Store object, as the device loop keeps it
         assert Store(Files(root)).load().token == tok(9, 380), root
+
+
+# -- what a load costs: at boot, with the heap at its fullest --
+
+
+class _Sizes:
+    """The real open(), recording the size each read() asks for."""
+
+    def __init__(self, real):
+        self.real = real
+        self.asked = []
+
+    def __call__(self, name, mode="r"):
+        return _Counted(self.real(name, mode), self.asked)
+
+
+class _Counted:
+    def __init__(self, f, asked):
+        self.f = f
+        self.asked = asked
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+    def read(self, n=-1):
+        self.asked.append(n)
+        return self.f.read(n)
+
+    def seek(self, *args):
+        return self.f.seek(*args)
+
+
+def test_reading_a_slot_asks_for_its_record_not_for_the_limit():
+    # read(n) takes n bytes in one piece before it reads: read(1201) of a ~300-byte slot
+    # needed 1.2 KB free in one piece at boot, when the heap is at its fullest
+    import regtoken.store as module
+
+    for root in roots():
+        store = Store(Files(root))
+        commit(store, 1)
+        sizes = module.open = _Sizes(open)
+        try:
+            data = Files(root).read(SLOTS[0], 1201)
+        finally:
+            del module.open
+        assert decode(data).token == tok(1, 220), root
+        assert sizes.asked == [len(data)] and len(data) < 400, (root, sizes.asked)
