@@ -173,8 +173,13 @@ def classify(status, headers, body, now):
             o = json.loads(body)
             t = o["registrationToken"]
             e = rfc3339(o["expirationTime"])
-        except MemoryError:  # no heap to read it says nothing of the answer: not GARBAGE
-            raise
+        except MemoryError:
+            # no heap to read it: a token object may be lost, the device's failure (the
+            # refresher logs it); without the key it was garbage all the same (a hostile
+            # nest of 2 KB of "[" takes a board's whole heap)
+            if b'"registrationToken"' in body:
+                raise
+            t = None
         except Exception:  # not JSON, not an object, a key missing, a bad date
             t = None
         if valid_token(t):
