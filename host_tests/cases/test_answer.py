@@ -1,5 +1,6 @@
 import json
 
+from fakes.net import NoHeapJSON
 from regtoken import policy
 from regtoken.policy import classify
 
@@ -85,23 +86,17 @@ def test_token_bounds():
     assert policy.valid_token(tok(4))
 
 
-class _NoHeapJSON:
-    """A json module whose loads() finds no heap, as on a board near its minimum."""
-
-    @staticmethod
-    def loads(body):
-        raise MemoryError("memory allocation failed, allocating 368 bytes")
-
-
 def test_no_heap_to_read_a_201_is_not_garbage():
     # the answer may be a good one: classify must not call it the server's garbage
     b = body(registrationToken=tok(1), expirationTime="2027-01-15T08:00:00Z")
     assert classify(201, {}, b, NOW)[0] == policy.ROTATED
-    saved = swap_module("json", _NoHeapJSON)
+    NoHeapJSON.fail = 3
+    saved = swap_module("json", NoHeapJSON)
     try:
         for status in (200, 201):
             raises(MemoryError, classify, status, {}, b, NOW)
         # no key: the server's garbage, however much heap parsing it would take
         assert classify(201, {}, b"[" * 2048, NOW)[0] == policy.GARBAGE
     finally:
+        NoHeapJSON.fail = 0
         restore_module("json", saved)

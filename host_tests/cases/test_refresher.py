@@ -2,7 +2,7 @@ import json
 
 from fakes.clock import T0, VirtualClock
 from fakes.memfs import MemFS
-from fakes.net import FakeHTTP, issued, problem
+from fakes.net import FakeHTTP, NoHeapJSON, issued, problem
 from regtoken import BACKOFF, FORBIDDEN, HEALTHY, PROVISION, Refresher, validate
 from regtoken.policy import rfc3339
 from regtoken.store import DEAD, Record, Store, fingerprint
@@ -471,27 +471,14 @@ def test_memory_error_and_type_error_in_the_transport_back_off():
         assert rig.r.token == tok(1) and rig.r.state == HEALTHY, name
 
 
-class _NoHeapJSON:
-    """A json module whose loads() finds no heap once (fail), then the real one's."""
-
-    fail = 0
-
-    @classmethod
-    def loads(cls, body):
-        if cls.fail:
-            cls.fail -= 1
-            raise MemoryError("memory allocation failed, allocating 368 bytes")
-        return json.loads(body)
-
-
 def test_no_heap_to_read_a_201_is_a_failed_attempt_not_garbage():
     # the 201 may have been good: the log must say memory, not blame the server, and the
     # parent (still valid in its grace period) is presented again; its 200 is used
     for name, drive in _drivers():
         rig = Rig(issued(tok(1), iso(T0 + DAY)), issued(tok(2), iso(T0 + DAY), status=200),
                   rnd=0.0)
-        _NoHeapJSON.fail = 1
-        saved = swap_module("json", _NoHeapJSON)
+        NoHeapJSON.fail = 1
+        saved = swap_module("json", NoHeapJSON)
         try:
             rig.r.step()
             st = rig.r.status()
@@ -500,6 +487,7 @@ def test_no_heap_to_read_a_201_is_a_failed_attempt_not_garbage():
             assert rig.r.token == tok(0) == rig.stored().token
             drive(rig, 1)
         finally:
+            NoHeapJSON.fail = 0
             restore_module("json", saved)
         assert rig.http.calls[1][2] == rig.http.calls[0][2]  # the parent again
         assert rig.r.token == tok(2) and rig.r.state == HEALTHY, name
