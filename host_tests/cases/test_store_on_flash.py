@@ -319,8 +319,8 @@ def test_an_unreadable_slot_is_rewritten_and_the_store_recovers():
 # -- a flash that acknowledges writes it does not keep --
 
 
-class Unlanded:
-    """A file whose writes the flash acknowledges but does not keep: zeros land instead."""
+class Wrapped:
+    """A real file the store opens through a test's open(): subclasses change one call."""
 
     def __init__(self, f):
         self.f = f
@@ -330,6 +330,10 @@ class Unlanded:
 
     def __exit__(self, *exc):
         self.f.close()
+
+
+class Unlanded(Wrapped):
+    """A file whose writes the flash acknowledges but does not keep: zeros land instead."""
 
     def write(self, data):
         return self.f.write(bytes(len(data)))
@@ -364,27 +368,12 @@ def test_a_write_that_does_not_land_is_refused_by_the_read_back():
 # -- what a load costs: at boot, with the heap at its fullest --
 
 
-class _Sizes:
-    """The real open(), recording the size each read() asks for."""
+class Counted(Wrapped):
+    """A file that records, in `asked`, the size each read() asks for."""
 
-    def __init__(self, real):
-        self.real = real
-        self.asked = []
-
-    def __call__(self, name, mode="r"):
-        return _Counted(self.real(name, mode), self.asked)
-
-
-class _Counted:
     def __init__(self, f, asked):
-        self.f = f
+        super().__init__(f)
         self.asked = asked
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.f.close()
 
     def read(self, n=-1):
         self.asked.append(n)
@@ -397,15 +386,20 @@ class _Counted:
 def test_reading_a_slot_asks_for_its_record_not_for_the_limit():
     # read(n) takes n bytes in one piece before it reads: read(1201) of a ~300-byte slot
     # needed 1.2 KB free in one piece at boot, when the heap is at its fullest
-    import regtoken.store as module
+    real = open
+    asked = []
+
+    def counted(name, mode="r"):
+        return Counted(real(name, mode), asked)
 
     for root in roots():
         store = Store(Files(root))
         commit(store, 1)
-        sizes = module.open = _Sizes(open)
+        del asked[:]
+        store_module.open = counted  # the store's module sees it in place of the builtin
         try:
             data = Files(root).read(SLOTS[0], 1201)
         finally:
-            del module.open
+            del store_module.open
         assert decode(data).token == tok(1, 220), root
-        assert sizes.asked == [len(data)] and len(data) < 400, (root, sizes.asked)
+        assert asked == [len(data)] and len(data) < 400, (root, asked)
