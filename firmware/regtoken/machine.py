@@ -52,13 +52,6 @@ class Machine:
             b = '{"registrationToken": "%s"}' % t
         return "PUT", self._url, b.encode(), self._h
 
-    def _call(self):
-        try:
-            m, u, b, h = self._request()  # not *args: a call through * costs heap
-            return self.http.request(m, u, b, h)
-        except Exception as e:  # every transport failure is one failed attempt
-            return e
-
     def _run(self, a):
         # act on an answer (status, headers, body), the exception the call raised, or the
         # record to commit again; whatever goes wrong is a failed attempt

@@ -65,7 +65,14 @@ class Refresher(Machine):
 
     def step(self):
         if self.due_in() == 0:
-            self._run(self._pending or self._call())
+            a = self._pending
+            if not a:
+                try:
+                    m, u, b, h = self._request()  # not *args: a call through * costs heap
+                    a = self.http.request(m, u, b, h)
+                except Exception as e:  # every transport failure is one failed attempt
+                    a = e
+            self._run(a)
         return self.due_in()
 
     async def astep(self):

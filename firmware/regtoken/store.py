@@ -60,10 +60,6 @@ def _parts(rec):
     return ("RT1 %08x " % crc32(t, crc32(s))).encode(), s, t, b"\n"
 
 
-def encode(rec):
-    return b"".join(_parts(rec))
-
-
 def decode(data):
     # None for anything short of a complete, checksummed record
     try:

@@ -17,11 +17,11 @@ from regtoken import store  # noqa: E402
 
 
 def in_place(fs, rec):
-    fs.write(store.SLOTS[0], (store.encode(rec),))
+    fs.write(store.SLOTS[0], store._parts(rec))
 
 
 def tmp_then_rename(fs, rec):
-    fs.write("token.a/record.tmp", (store.encode(rec),))
+    fs.write("token.a/record.tmp", store._parts(rec))
     try:  # remove, then rename: what FAT's driver does on its own
         os.remove(fs.root + store.SLOTS[0])
     except OSError:
