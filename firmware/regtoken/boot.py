@@ -3,6 +3,7 @@
 # the first state. Imported by Refresher.__init__ and let go after it has run.
 from . import policy, wire
 from .edges import redact
+from .error import ConfigError
 from .machine import HEALTHY
 from .policy import FORBIDDEN, GONE, iso
 from .store import NEVER, UNKNOWN, Record, fingerprint
@@ -14,7 +15,7 @@ def boot(r):
     cfg, c, log = r.cfg, r.clock, r.log
     u = cfg["api_url"]
     https = u[:6] == "https:"
-    if https and not cfg["tls_verify"]:
+    if not cfg["tls_verify"]:  # at every boot, http too: the config is one step from https
         log("WARNING: tls_verify is false: the server is not checked")
     if not r.http:
         if cfg["transport"] == "wire":
@@ -28,7 +29,11 @@ def boot(r):
                 # pem is let go like this module: the context is all the client needs
                 ca = pem.ca_file(cfg) if cfg["tls_verify"] else None
                 wire._room = None  # freed: the context's allocation finds the piece
-                w.ctx = pem.context(ca)
+                try:
+                    w.ctx = pem.context(ca)
+                except ValueError as e:  # mbedTLS refused a certificate: the config's fault
+                    raise ConfigError("%s: 'ca_file' holds no valid certificate (%s)" % (
+                        cfg["_from"], e))
                 sys.modules.pop(pem.__name__)
                 delattr(sys.modules[__name__.rpartition(".")[0]], "pem")
         else:
@@ -45,8 +50,10 @@ def boot(r):
         h["Authorization"] = "DeviceToken " + cfg["provisioning_token"]
     rec = r.store.load()
     init = cfg["initial_token"]
-    # import only into an empty store, or over a refused token from another provisioning
-    if init and (rec is None or rec.due < 0 and rec.seed != fingerprint(init)):
+    # import into an empty store, or over a token that is no longer valid (refused, or
+    # expired by a clock we trust) from another provisioning: never its own lineage's again
+    if init and (rec is None or (rec.due < 0 or c.trusted and type(rec.exp) is int
+                                 and rec.exp <= c.now()) and rec.seed != fingerprint(init)):
         exp = cfg.get("initial_expiration", UNKNOWN)
         rec = Record(init, NEVER if exp is None else exp, 0, fingerprint(init))
         if type(exp) is int:

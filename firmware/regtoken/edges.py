@@ -6,7 +6,8 @@ from .policy import EPOCH
 
 
 def redact(token):
-    return "%.6s...(%d)" % (token, len(token)) if token else "<none>"  # %.6s: no slice
+    # %.6s: no slice; a token of 12 characters or fewer shows none of them
+    return "%.6s...(%d)" % (token if len(token) > 12 else "", len(token)) if token else "<none>"
 
 
 def log(msg):

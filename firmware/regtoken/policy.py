@@ -89,10 +89,10 @@ SPREAD = 300  # a fleet booting together spreads its overdue refreshes over up t
 
 def refresh_at(issued, exp, rnd):
     """The refresh time of a token valid from `issued` until `exp`: from half its lifetime
-    (rnd 0) to SAFETY before expiry, or 80 % of a short lifetime (rnd 1)."""
+    (rnd 0) to SAFETY before expiry, or 80 % of a lifetime too short for that (rnd 1)."""
     life = exp - issued
     early = issued + life // 2
-    return early + int(((exp - SAFETY if life > 5 * SAFETY else issued + life * 4 // 5) - early)
+    return early + int(((exp - SAFETY if life > 2 * SAFETY else issued + life * 4 // 5) - early)
                        * rnd)
 
 
@@ -172,7 +172,7 @@ def classify(status, headers, body, now):
 
             o = json.loads(body)
             t = o["registrationToken"]
-            e = rfc3339(o["expirationTime"])
+            e = rfc3339(o.get("expirationTime"))  # only the token is required: absent is null
         except MemoryError:
             # no heap to read it: a token object may be lost, the device's failure (the
             # refresher logs it); without the key it was garbage all the same (a hostile

@@ -111,6 +111,7 @@ class Provisioner:
                                                                      o["expirationTime"]))
             r._wait = 0
         valid = self.id and now < self.exp
-        # 59: the +1 below (now() drops a fraction) keeps the gap within 60 s
-        r._wait = policy.backoff(r._wait, lo, min(hi, 59) if valid else hi, r.rand(), retry)
+        # 57: with the +1 below (now() drops a fraction) the next call starts at most 58 s
+        # after this answer, so two calls stay within 60 s of each other on a slow network
+        r._wait = policy.backoff(r._wait, lo, min(hi, 57) if valid else hi, r.rand(), retry)
         r._set(PROVISIONING, now + r._wait + 1, "%s; next in %ds" % (why, r._wait))

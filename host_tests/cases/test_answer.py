@@ -26,6 +26,14 @@ def test_200_is_recovery_and_null_never_expires():
     assert (k, token, exp) == (policy.RECOVERED, tok(2), None)
 
 
+def test_an_absent_expiration_time_is_null_as_only_the_token_is_required():
+    # refresh-api.md marks only registrationToken required: a server that leaves the
+    # expiration out must not have its rotation thrown away (the parent's grace then ends)
+    for status, kind in ((201, policy.ROTATED), (200, policy.RECOVERED)):
+        k, token, exp, _, _ = classify(status, {}, body(registrationToken=tok(3)), NOW)
+        assert (k, token, exp) == (kind, tok(3), None)
+
+
 def test_refusals():
     assert classify(403, {}, b"{}", NOW)[0] == policy.FORBIDDEN
     assert classify(410, {}, b"", NOW)[0] == policy.GONE
@@ -58,7 +66,6 @@ def test_garbage_bodies_are_failed_attempts_never_tokens():
            body(registrationToken="with space", expirationTime=None),
            body(registrationToken="tok\u00e9n", expirationTime=None),
            body(registrationToken="x" * 1025, expirationTime=None),
-           body(registrationToken=tok(3)),
            body(registrationToken=tok(3), expirationTime="yesterday"),
            body(registrationToken=tok(3), expirationTime=12345),
            b'{"registrationToken": "' + b"A" * 20000 + b'"}']

@@ -39,6 +39,14 @@ def test_window_long_lifetime_ends_ten_minutes_before_expiry():
     assert late == 24 * HOUR - 600
 
 
+def test_window_ends_ten_minutes_before_expiry_whenever_that_is_past_half_life():
+    # device-contract.md: at the latest 10 minutes before expiry when the lifetime allows
+    for life in (1201, 1800, 2400, 3000):
+        early, late = window(0, life)
+        assert (early, late) == (life // 2, life - 600)
+    assert window(0, 1200) == (600, 960)  # 10 minutes before is half-life: 80 % instead
+
+
 def test_window_short_lifetime_ends_at_80_percent():
     early, late = window(1000, 1000 + 100)
     assert (early, late) == (1050, 1080)

@@ -186,6 +186,44 @@ def test_after_410_a_new_initial_token_is_imported():
     assert again.stored().token == tok(10)
 
 
+def test_a_new_initial_token_is_imported_over_an_expired_one_but_not_its_own_again():
+    # device-contract.md: initial_token is imported "when the store holds no valid token"
+    fs = MemFS()
+    Store(fs).commit(Record(tok(1), T0 - 3600, T0 - 7200, fingerprint(tok(0))))  # expired
+    same = Rig(fs=fs)  # the lineage's own initial token: long revoked, not imported again
+    assert same.stored().token == tok(1) and same.r.token == tok(1)
+    cold = Rig(fs=fs, clock=VirtualClock(trusted=False), initial_token=tok(9))
+    assert cold.stored().token == tok(1)  # a clock it cannot trust decides nothing
+    new = Rig(issued(tok(10)), fs=fs, initial_token=tok(9))
+    assert new.stored().token == tok(9) and new.r.token == tok(9)
+    assert new.stored().seed == fingerprint(tok(9))
+    assert new.r.state == HEALTHY and new.r.due_in() == 0  # unknown expiration: at once
+    new.r.step()
+    assert new.http.presented() == tok(9) and new.stored().token == tok(10)
+    valid = Rig(fs=fs, initial_token=tok(11))  # over a valid token: never
+    assert valid.stored().token == tok(10)
+
+
+def test_tls_verify_false_is_warned_at_every_boot_with_an_http_url_too():
+    for url in ("http://device-api.test", "https://device-api.test"):
+        lines = []
+        for _ in range(2):
+            cfg = validate({"api_url": url, "initial_token": tok(0), "tls_verify": False})
+            Refresher(cfg, transport=FakeHTTP(), store=Store(MemFS()), clock=VirtualClock(),
+                      log=lines.append)
+        assert sum("WARNING: tls_verify is false" in x for x in lines) == 2, url
+
+
+def test_a_short_token_is_never_logged_whole():
+    from regtoken import redact
+
+    assert redact(tok(1)) == tok(1)[:6] + "...(248)"
+    for t in ("abc", "abcdefghijkl"):
+        assert redact(t) == "...(%d)" % len(t)
+    assert redact("abcdefghijklm") == "abcdef...(13)"
+    assert redact(None) == "<none>"
+
+
 def test_empty_store_without_initial_token_needs_provisioning():
     rig = Rig(initial_token=None)
     assert rig.r.state == PROVISION and rig.r.step() is None and rig.http.calls == []

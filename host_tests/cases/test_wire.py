@@ -183,6 +183,19 @@ def test_too_long_a_kept_header_or_body_is_refused():
     assert "body too long" in str(e)
 
 
+def test_a_refusal_with_a_long_problem_document_still_counts():
+    # a 410 or 403 whose body passes the buffer: its status is the answer, not a transport
+    # failure (which would present the refused token again), and the problem's "type" at
+    # the start of the document is still there to read
+    doc = b'{"type": "urn:problem:tokenRevoked", "detail": "' + b"d" * 3000 + b'"}'
+    for length in (True, False):
+        answer = http(b"", doc, length).replace(b"201 Created", b"410 Gone")
+        sock = Sock(answer, piece=512)
+        status, h, body = read(sock)
+        assert status == 410 and body == doc[:wire.BODY]
+        assert sock.pos < len(answer)  # the rest is left unread
+
+
 def test_broken_answers_are_errors_not_crashes():
     for data in (b"", b"SMTP ready\r\n\r\n", b"HTTP/1.1 20", b"HTTP/1.1 201 Created\r\nA: b",
                  http(b"Content-Length: 9999x\r\n", TOKEN, False),

@@ -156,6 +156,23 @@ def test_tls_verify_false_only_when_written_and_warned_at_every_boot(
     rig.assert_no_leak()
 
 
+def test_a_ca_file_without_a_usable_certificate_stops_the_device(
+        rigs: Any, pki: dict[str, Any], tmp_path: Any) -> None:
+    # mbedTLS refuses the file's contents: a config error naming the key (exit 2), not a
+    # traceback, and the store is left as it was
+    pem = b"-----BEGIN CERTIFICATE-----\nAAAAjunk\n-----END CERTIFICATE-----\n"
+    for name, data in (("junk.der", b"0\x82\x01\x00" + b"junk" * 64), ("junk.pem", pem)):
+        (tmp_path / name).write_bytes(data)
+        rig = rigs(tls=pki["good"], ca=tmp_path / name)
+        before = store_files(rig.dir)
+        b = rig.boot()
+        assert b.wait_exit() == 2, b.lines()
+        assert any("stopped:" in ln and "'ca_file'" in ln and "certificate" in ln
+                   for ln in b.lines()), b.lines()
+        assert b.count("refresh:") == 0 and b.count("Traceback") == 0
+        assert store_files(rig.dir) == before and rig.requests() == []
+
+
 def test_redirect_never_receives_the_token(rigs: Any, pki: dict[str, Any],
                                            tmp_path: Any) -> None:
     elsewhere = RefServer(db=str(tmp_path / "elsewhere.sqlite3"), log=None).start()
