@@ -23,12 +23,14 @@ def days(y, m, d):
 EPOCH = days(time.gmtime(0)[0], 1, 1) * 86400  # the port's epoch in Unix seconds
 
 
-def _num(s, i, top, sep):
-    # the two digits at s[i] as an int below top, followed by a character of sep (when
+def _num(b, i, top, sep):
+    # the two ASCII digits at b[i] as an int below top, followed by a byte of sep (when
     # given); ValueError for anything else (int() would allocate a slice, and take other
     # Unicode digits under CPython)
-    v = "0123456789".index(s[i]) * 10 + "0123456789".index(s[i + 1])
-    if v < top and (sep is None or s[i + 2] in sep):
+    x = b[i] - 48
+    y = b[i + 1] - 48
+    v = x * 10 + y
+    if 0 <= x <= 9 and 0 <= y <= 9 and v < top and (sep is None or b[i + 2] in sep):
         return v
     raise ValueError
 
@@ -36,28 +38,32 @@ def _num(s, i, top, sep):
 def rfc3339(s):
     """'2024-11-28T14:03:07.316Z' or '...+hh:mm' -> Unix seconds, the fraction (of any
     length) dropped; ValueError for anything else. None (never expires) stays None.
-    Read in place: nothing is allocated."""
+    Read in place, on its bytes: indexing a str makes a one-character str, which
+    MicroPython interns as a name for good (a digit, a "T": the pool's next table)."""
     if s is None:
         return None
-    n = isinstance(s, str) and len(s)
+    if not isinstance(s, str):
+        raise ValueError
+    b = s.encode()
+    n = len(b)
     if n > 19:
-        mo = _num(s, 5, 13, "-")
-        d = _num(s, 8, 32, "Tt ")
-        t = (days(_num(s, 0, 100, None) * 100 + _num(s, 2, 100, "-"), mo, d) * 24
-             + _num(s, 11, 24, ":")) * 3600 + _num(s, 14, 60, ":") * 60 + _num(s, 17, 61, None)
+        mo = _num(b, 5, 13, b"-")
+        d = _num(b, 8, 32, b"Tt ")
+        t = (days(_num(b, 0, 100, None) * 100 + _num(b, 2, 100, b"-"), mo, d) * 24
+             + _num(b, 11, 24, b":")) * 3600 + _num(b, 14, 60, b":") * 60 + _num(b, 17, 61, None)
         i = 19  # a leap second passes as :60
-        if s[19] == ".":
+        if b[19] == 46:  # "."
             i = 20
-            while i < n - 1 and s[i] in "0123456789":  # the zone follows, unread
+            while i < n - 1 and 48 <= b[i] <= 57:  # digits; the zone follows, unread
                 i += 1
         n -= i
         if not mo * d or i == 20:  # month or day 0, a fraction without a digit
             raise ValueError
-        if n == 1 and s[i] in "Zz":
+        if n == 1 and b[i] in b"Zz":
             return t
         if n == 6:  # "+" is east of UTC: subtract
-            return t + (_num(s, i + 1, 24, ":") * 60 + _num(s, i + 4, 60, None)) * 60 \
-                * ("+-".index(s[i]) * 2 - 1)
+            return t + (_num(b, i + 1, 24, b":") * 60 + _num(b, i + 4, 60, None)) * 60 \
+                * (b"+-".index(b[i]) * 2 - 1)
     raise ValueError
 
 

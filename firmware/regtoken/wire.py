@@ -19,8 +19,9 @@ import time
 LINE = 256  # longest header line kept; longer ones of unused headers pass by
 HEAD = 32768  # answer bytes read at most (a CDN adds ~7 KB of headers; 64 KB is refused)
 BODY = 2048  # a token object is ~300 bytes
-# the headers used, by the length of their name
-_KEEP = {4: "date", 11: "retry-after", 14: "content-length", 17: "transfer-encoding"}
+# the headers used, by the length of their name; bytes, compared byte by byte: indexing a
+# str makes a one-character str, which MicroPython interns as a name for good
+_KEEP = {4: b"date", 11: b"retry-after", 14: b"content-length", 17: b"transfer-encoding"}
 # The first client's buffer, taken when wire is first imported (the config check imports
 # it at boot): while the heap is emptiest, before the pieces freed by boot fragment it.
 _spare: bytearray | None = bytearray(BODY)
@@ -132,7 +133,8 @@ class Wire:
             while True:
                 j = b.find(b"\n", i, n) if lim == LINE else -1
                 cut = j < 0  # no end of line: the first LINE bytes of a longer one, if full
-                if not cut or n - i == LINE:
+                # (only while the headers are read: LINE bytes of body are just body)
+                if lim == LINE and (not cut or n - i == LINE):
                     a = i
                     if cut:
                         j = i = n  # passed by (or refused): not kept
@@ -157,7 +159,7 @@ class Wire:
                         k = _KEEP.get(c)
                         if k:
                             for x in range(c):
-                                if b[a + x] | 32 != ord(k[x]):
+                                if b[a + x] | 32 != k[x]:
                                     k = None
                                     break
                         if not k:
@@ -168,7 +170,7 @@ class Wire:
                             a += c + 1  # space and CR are left out here, so that strip()
                             a += b[a] == 32  # returns the str it was given (no copy)
                             j -= b[j - 1] == 13
-                            h[k] = str(mv[a:j], "utf-8").strip()
+                            h[str(k, "utf-8")] = str(mv[a:j], "utf-8").strip()
                     continue
                 if i:
                     mv[:n - i] = mv[i:n]
@@ -178,7 +180,7 @@ class Wire:
                     if n >= want or te and b.find(b"0\r\n\r\n", n - 5, n) >= 0:
                         break
                     if n == BODY:
-                        if st < 300:  # a token object this long is no token object
+                        if st < 300:  # type: ignore[operator]  # a token object this long is none
                             raise OSError("body too long")
                         te = 0  # a refusal's status is all that counts: its first BODY
                         break  # bytes are enough (a problem's "type"), the rest unread

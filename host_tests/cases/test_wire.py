@@ -170,6 +170,22 @@ def test_chunked_body():
     assert body == TOKEN and h["transfer-encoding"] == "chunked"
 
 
+def test_a_body_arrives_whole_whatever_the_pieces_it_comes_in():
+    # a token object is ~300 bytes: a buffer that fills to exactly LINE bytes in the body
+    # was once read as a header line, and its bytes dropped (an answer trickling in, or a
+    # 256-byte body, lost every rotation)
+    for size in (wire.LINE - 1, wire.LINE, wire.LINE + 1, 300, 600):
+        data = b"x" * size
+        chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (size, data)
+        for piece in (1, 7, 64, 1460):
+            for answer in (http(b"", data), http(b"", data, False),
+                           http(b"Transfer-Encoding: chunked\r\n", chunked, False)):
+                assert read(Sock(answer, piece=piece))[2] == data, (size, piece)
+    data = b"x" * wire.BODY  # the whole buffer, when the length says so
+    for piece in (7, 1460):
+        assert read(Sock(http(b"", data), piece=piece))[2] == data
+
+
 def test_body_until_eof_without_a_length():
     assert read(Sock(http(b"", TOKEN, False)))[2] == TOKEN
 
