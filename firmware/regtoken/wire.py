@@ -177,7 +177,9 @@ class Wire:
                     n -= i
                     i = 0
                 if lim == BODY:
-                    if n >= want or te and b.find(b"0\r\n\r\n", n - 5, n) >= 0:
+                    # chunked: the last chunk ("0" CRLF CRLF) after a chunk's CRLF, or alone
+                    if n >= want or te and (n > 6 and b.find(b"\r\n0\r\n\r\n", n - 7, n) >= 0
+                                            or n == 5 and b.find(b"0\r\n\r\n", 0, 5) == 0):
                         break
                     if n == BODY:
                         if st < 300:  # type: ignore[operator]  # a token object this long is none
