@@ -23,34 +23,35 @@ def days(y, m, d):
 EPOCH = days(time.gmtime(0)[0], 1, 1) * 86400  # the port's epoch in Unix seconds
 
 
-def _num(b, i, top, sep):
-    # the two ASCII digits at b[i] as an int below top, followed by a byte of sep (when
-    # given); ValueError for anything else (int() would allocate a slice, and take other
-    # Unicode digits under CPython)
+def _num(b, i, top):
+    # the two ASCII digits at b[i] as an int below top; ValueError for anything else
+    # (int() would allocate a slice, and take other Unicode digits under CPython)
     x = b[i] - 48
     y = b[i + 1] - 48
-    v = x * 10 + y
-    if 0 <= x <= 9 and 0 <= y <= 9 and v < top and (sep is None or b[i + 2] in sep):
-        return v
+    if 0 <= x <= 9 and 0 <= y <= 9 and x * 10 + y < top:
+        return x * 10 + y
     raise ValueError
 
 
 def rfc3339(s):
     """'2024-11-28T14:03:07.316Z' or '...+hh:mm' -> Unix seconds, the fraction (of any
     length) dropped; ValueError for anything else. None (never expires) stays None.
-    Read in place, on its bytes: indexing a str makes a one-character str, which
-    MicroPython interns as a name for good (a digit, a "T": the pool's next table)."""
+    Read in place, on its bytes, against ints: indexing a str makes a one-character str,
+    which MicroPython interns as a name for good (a digit, a "T": the pool's next table),
+    and a bytes constant is an object on the heap."""
     if s is None:
         return None
     if not isinstance(s, str):
         raise ValueError
     b = s.encode()
     n = len(b)
-    if n > 19:
-        mo = _num(b, 5, 13, b"-")
-        d = _num(b, 8, 32, b"Tt ")
-        t = (days(_num(b, 0, 100, None) * 100 + _num(b, 2, 100, b"-"), mo, d) * 24
-             + _num(b, 11, 24, b":")) * 3600 + _num(b, 14, 60, b":") * 60 + _num(b, 17, 61, None)
+    # "-" at 4 and 7, "T", "t" or " " at 10 ("T" | 32 is "t"), ":" at 13 and 16
+    if n > 19 and b[4] == b[7] == 45 and (b[10] | 32 == 116 or b[10] == 32) \
+            and b[13] == b[16] == 58:
+        mo = _num(b, 5, 13)
+        d = _num(b, 8, 32)
+        t = (days(_num(b, 0, 100) * 100 + _num(b, 2, 100), mo, d) * 24 + _num(b, 11, 24)) \
+            * 3600 + _num(b, 14, 60) * 60 + _num(b, 17, 61)
         i = 19  # a leap second passes as :60
         if b[19] == 46:  # "."
             i = 20
@@ -59,11 +60,10 @@ def rfc3339(s):
         n -= i
         if not mo * d or i == 20:  # month or day 0, a fraction without a digit
             raise ValueError
-        if n == 1 and b[i] in b"Zz":
+        if n == 1 and b[i] | 32 == 122:  # "Z" or "z"
             return t
-        if n == 6:  # "+" is east of UTC: subtract
-            return t + (_num(b, i + 1, 24, b":") * 60 + _num(b, i + 4, 60, None)) * 60 \
-                * (b"+-".index(b[i]) * 2 - 1)
+        if n == 6 and (b[i] == 43 or b[i] == 45) and b[i + 3] == 58:  # "+" is east: subtract
+            return t + (_num(b, i + 1, 24) * 60 + _num(b, i + 4, 60)) * 60 * (b[i] - 44)
     raise ValueError
 
 

@@ -19,9 +19,8 @@ import time
 LINE = 256  # longest header line kept; longer ones of unused headers pass by
 HEAD = 32768  # answer bytes read at most (a CDN adds ~7 KB of headers; 64 KB is refused)
 BODY = 2048  # a token object is ~300 bytes
-# the headers used, by the length of their name; bytes, compared byte by byte: indexing a
-# str makes a one-character str, which MicroPython interns as a name for good
-_KEEP = {4: b"date", 11: b"retry-after", 14: b"content-length", 17: b"transfer-encoding"}
+# the headers used, by the length of their name
+_KEEP = {4: "date", 11: "retry-after", 14: "content-length", 17: "transfer-encoding"}
 # The first client's buffer, taken when wire is first imported (the config check imports
 # it at boot): while the heap is emptiest, before the pieces freed by boot fragment it.
 _spare: bytearray | None = bytearray(BODY)
@@ -153,15 +152,14 @@ class Wire:
                             want = int(h.get("content-length", want))
                             if want < 0:
                                 raise ValueError(want)
-                    else:  # a header: kept if its name is one of _KEEP, compared in place
-                        # (`| 32` is ASCII lower case for letters and leaves "-" as it is)
+                    else:  # a header: kept if its name is one of _KEEP
                         c = b.find(b":", a, j) - a
                         k = _KEEP.get(c)
-                        if k:
-                            for x in range(c):
-                                if b[a + x] | 32 != k[x]:
-                                    k = None
-                                    break
+                        if k:  # lower case in place (`| 32`: ASCII letters; "-" stays),
+                            for x in range(a, a + c):  # then one str: "date" is a name
+                                b[x] |= 32  # already (no copy). Not k[x]: indexing a str
+                            if str(mv[a:a + c], "utf-8") != k:  # makes a 1-char str,
+                                k = None  # which MicroPython interns for good
                         if not k:
                             skip = cut
                         elif cut:
@@ -170,7 +168,7 @@ class Wire:
                             a += c + 1  # space and CR are left out here, so that strip()
                             a += b[a] == 32  # returns the str it was given (no copy)
                             j -= b[j - 1] == 13
-                            h[str(k, "utf-8")] = str(mv[a:j], "utf-8").strip()
+                            h[k] = str(mv[a:j], "utf-8").strip()
                     continue
                 if i:
                     mv[:n - i] = mv[i:n]
