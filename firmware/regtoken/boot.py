@@ -44,8 +44,8 @@ def boot(r):
     # context: it has been used, or no context is made
     wire._spare = wire._room = None
     # the refresh call's URL and headers never change: built once, not per call
-    r._url = u + "/devices/registration-tokens/refresh"
-    r._h = h = {"Content-Type": "application/json"}
+    h = {"Content-Type": "application/json"}
+    r._put = u + "/devices/registration-tokens/refresh", h
     if cfg["provisioning_token"]:
         h["Authorization"] = "DeviceToken " + cfg["provisioning_token"]
     rec = r.store.load()

@@ -50,7 +50,8 @@ class Machine:
             b = json.dumps({"registrationToken": t})
         else:
             b = '{"registrationToken": "%s"}' % t
-        return "PUT", self._url, b.encode(), self._h
+        u, h = self._put
+        return "PUT", u, b.encode(), h
 
     def _run(self, a):
         # act on an answer (status, headers, body), the exception the call raised, or the
@@ -135,7 +136,8 @@ class Machine:
         if not self._commit(rec):
             self._pending = rec
             return self._fail("store", what + ", kept in RAM")
-        self._pending = None
+        if self._pending:  # only then: an instance attribute (refresher.py)
+            self._pending = None
         self._use(rec)
         self._wait = 0
         self._counts["rotations"] += 1

@@ -51,7 +51,7 @@ class Provisioner:
         d = c["device_id"]
         m, p, d = ("PUT", "complete", {"provisioningOperationId": self.id}) if self.id else (
             "POST", "init", {"deviceId": d} if d else {})
-        return m, c["api_url"] + "/provisioning-operations/" + p, json.dumps(d).encode(), r._h
+        return m, c["api_url"] + "/provisioning-operations/" + p, json.dumps(d).encode(), r._put[1]
 
     def settle(self, a):
         r = self.r
