@@ -43,6 +43,26 @@ def split_url(url):
 
 
 
+def _dechunk(b, mv, n):
+    """The data of the chunked body in b[:n] (mv: a memoryview of b; per chunk: its size
+    line, its data, CRLF; up to a chunk of size 0), or None while it has not all arrived;
+    ValueError if garbled."""
+    data = b""
+    i = 0
+    while True:
+        j = b.find(b"\r\n", i, n)
+        if j < 0:
+            return None
+        k = int(bytes(mv[i:j]).split(b";")[0], 16)  # a size, and maybe an extension
+        if not k:
+            return data  # trailers, if any, are not read
+        i = j + 2 + k
+        if i + 2 > n:
+            return None
+        data += mv[j + 2:i]
+        i += 2
+
+
 class Wire:
     def __init__(self, timeout_s, ca=None):
         self.ms = int(timeout_s * 1000)
@@ -127,7 +147,7 @@ class Wire:
             # the status line and headers line by line through b[:LINE], then the body
             # through b[:BODY]
             n = 0
-            st = skip = te = None  # skip: inside a line too long to keep
+            st = skip = te = data = None  # skip: inside a line too long to keep
             h: dict = {}
             while True:
                 j = b.find(b"\n", i, n) if lim == LINE else -1
@@ -145,8 +165,12 @@ class Wire:
                         if cut:
                             raise OSError("header too long")
                         st = int(b[a + 9:a + 12])  # "HTTP/1.1 201": digits, or no HTTP
-                    elif j - a < 2:  # the empty line ("\r" at most): on to the body
-                        lim = BODY
+                    elif j - a < 2:  # the empty line ("\r" at most)
+                        if st < 200:  # an interim answer (100 Continue, 103 Early Hints,
+                            st = None  # which a client must read past): the final one
+                            h = {}  # follows
+                            continue
+                        lim = BODY  # on to the body
                         te = "transfer-encoding" in h  # chunked: we ask for no other
                         if not te:  # without a length: up to EOF (want: more than BODY)
                             want = int(h.get("content-length", want))
@@ -175,10 +199,14 @@ class Wire:
                     n -= i
                     i = 0
                 if lim == BODY:
-                    # chunked: the last chunk ("0" CRLF CRLF) after a chunk's CRLF, or alone
-                    if n >= want or te and (n > 6 and b.find(b"\r\n0\r\n\r\n", n - 7, n) >= 0
-                                            or n == 5 and b.find(b"0\r\n\r\n", 0, 5) == 0):
+                    if n >= want:
                         break
+                    # chunked: ends like the last chunk ("0" CRLF CRLF); over when the chunk
+                    # sizes, followed from the start, lead to it (data may end that way too)
+                    if te and b.find(b"0\r\n\r\n", max(n - 5, 0), n) >= 0:
+                        data = _dechunk(b, mv, n)
+                        if data is not None:
+                            break
                     if n == BODY:
                         if st < 300:  # type: ignore[operator]  # a token object this long is none
                             raise OSError("body too long")
@@ -197,17 +225,12 @@ class Wire:
                 if seen > HEAD:
                     raise OSError("headers too long")
                 n += got
-            body = bytes(mv[:min(n, want)])
-            if te:  # size line, data and CRLF per chunk, up to a chunk of size 0
-                data = b""
-                while True:
-                    size, _, body = body.partition(b"\r\n")
-                    n = int(size.split(b";")[0], 16)
-                    if not n:
-                        break
-                    data += body[:n]
-                    body = body[n + 2:]
-                body = data
+            if te:  # at its end, or at EOF: all there, or cut short
+                body = data if data is not None else _dechunk(b, mv, n)
+                if body is None:
+                    raise OSError("truncated")
+            else:
+                body = bytes(mv[:min(n, want)])
             self.ans = st, h, body
         except ValueError as e:  # mbedTLS: a failed verification; else a garbled answer
             raise OSError(("TLS: " if out else "bad answer: ") + " ".join(str(e).split()))

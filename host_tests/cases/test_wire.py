@@ -187,13 +187,32 @@ def test_a_body_arrives_whole_whatever_the_pieces_it_comes_in():
 
 
 def test_a_chunk_whose_data_ends_like_the_last_chunk_is_not_the_end():
-    # pretty-printed JSON with CRLF line ends: a chunk ending in '10' CRLF, then the chunk's
-    # own CRLF, reads "0\r\n\r\n" like the last chunk; the answer goes on after it
-    part = b'{"status": 410\r\n'
-    chunks = b"%x\r\n%s\r\n1\r\n}\r\n0\r\n\r\n" % (len(part), part)
-    for piece in (1, 7, len(chunks)):
-        body = read(Sock(http(b"Transfer-Encoding: chunked\r\n", chunks, False), piece))[2]
-        assert body == part + b"}", (piece, body)
+    # pretty-printed JSON with CRLF line ends: a chunk ending in '10' CRLF, or in a line
+    # that is just 0, then the chunk's own CRLF, reads "0\r\n\r\n" like the last chunk; the
+    # answer goes on after it, and the server keeps the connection open (hold)
+    for part in (b'{"status": 410\r\n', b'{"v": [\r\n0\r\n'):
+        chunks = b"%x\r\n%s\r\n2\r\n]}\r\n0\r\n\r\n" % (len(part), part)
+        for piece in (1, 7, len(part) + 6, len(chunks)):
+            sock = Sock(http(b"Transfer-Encoding: chunked\r\n", chunks, False), piece, hold=True)
+            assert read(sock)[2] == part + b"]}", (piece, part)
+
+
+def test_chunk_extensions_and_trailers():
+    chunks = b"3;name=value\r\nabc\r\n0;x=y\r\nServer-Timing: db;dur=53\r\n\r\n"
+    for piece in (1, 5, len(chunks)):
+        assert read(Sock(http(b"Transfer-Encoding: chunked\r\n", chunks, False), piece))[2] \
+            == b"abc"
+
+
+def test_interim_answers_are_read_past():
+    # RFC 9110 15.2: a client reads past any 1xx (100 Continue, 103 Early Hints, asked for
+    # or not) to the final answer, whose headers alone count
+    early = (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n"
+             b"Link: </a.css>; rel=preload\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n")
+    for piece in (1, 7, 1460):
+        status, h, body = read(Sock(early + http(b"Retry-After: 5\r\n"), piece))
+        assert (status, body) == (201, TOKEN)
+        assert h == {"retry-after": "5", "content-length": str(len(TOKEN))}
 
 
 class Pieces(Sock):
@@ -250,8 +269,6 @@ def test_random_answers_in_random_pieces_read_as_they_were_sent():
                 body += b"%x\r\n%s\r\n" % (len(data[i:i + k]), data[i:i + k])
                 i += k
             body += b"0\r\n\r\n"
-            if data.endswith(b"\r\n0\r\n"):
-                continue  # the one body the client takes for the last chunk (see above)
         sock = Pieces(head + b"\r\n" + body, draw, sizes)
         if status < 300 and len(body) >= wire.BODY + (framing == 0):  # no token object
             assert "body too long" in str(raises(OSError, read, sock))
