@@ -95,7 +95,7 @@ class Machine:
                     self._fail(kind, why, retry)
         except Exception as e:  # MemoryError too
             try:
-                self._fail("error", "%s %s" % (type(e).__name__, e))
+                self._fail("error", "%s: %s" % (type(e).__name__, e))
             except Exception:  # not even memory for that: later, all the same
                 self._next = self.clock.now() + self.cfg["backoff_max_s"]
 
@@ -108,13 +108,16 @@ class Machine:
         else:
             self._set(PROVISION, None, why, reason)
 
-    def _fail(self, reason, why, retry=0):
+    def _fail(self, reason, why, wait=0):
+        # wait: the server's Retry-After, a floor
         self._counts["failures"] += 1
         c = self.cfg
+        now = self.clock.now()
+        e = self.expires  # the seconds it has left, as expires_in() says
         w = self._wait = policy.backoff(self._wait, c["backoff_min_s"], c["backoff_max_s"],
-                                        self.rand(), retry, self.expires_in())
+                                        self.rand(), wait, None if e is None else e - now)
         # now() drops the fraction of the current second: +1 so a wait is never shorter
-        self._set(BACKOFF, self.clock.now() + w + 1, "%s; retry in %ds" % (why, w), reason)
+        self._set(BACKOFF, now + w + 1, "%s; retry in %ds" % (why, w), reason)
 
     def _due(self, now, exp):
         # 0: never; a token the server sent already (nearly) expired must not make us spin
@@ -131,21 +134,21 @@ class Machine:
         except Exception as e:  # StoreError, or MemoryError inside the commit
             self.log("store: %s" % e)
 
-    def _keep(self, rec, what):
+    def _keep(self, rec, why):
         # commit a new record, and only then use it
         if not self._commit(rec):
             self._pending = rec
-            return self._fail("store", what + ", kept in RAM")
+            return self._fail("store", why + ", kept in RAM")
         if self._pending:  # only then: an instance attribute (refresher.py)
             self._pending = None
         self._use(rec)
         self._wait = 0
         self._counts["rotations"] += 1
         self.log("%s: committed %s, expires %s, next refresh in %s s" % (
-            what, redact(rec.token), policy.iso(self.expires),
-            rec.due - self.clock.now() if rec.due else "-"))
+            why, redact(rec.token), policy.iso(self.expires),
+            rec.due - self.clock.now() if rec.due else NEVER))  # "-": none
         self._emit(self._cbs[0], rec.token, self.expires)
-        self._set(HEALTHY, rec.due or None, what)
+        self._set(HEALTHY, rec.due or None, why)
 
     def _emit(self, cbs, a, b):
         for cb in cbs:
@@ -154,8 +157,8 @@ class Machine:
             except Exception as e:  # the application's bug must not stop the refresher
                 self.log("callback: %s %s" % (type(e).__name__, e))
 
-    def _set(self, state, next_at, why, reason=None):
-        self._next = next_at
+    def _set(self, state, due, why, reason=None):
+        self._next = due  # the next attempt (None: none)
         self._why = why
         self._reason = None if state == HEALTHY else reason
         if state != self.state:
