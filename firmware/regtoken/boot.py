@@ -73,13 +73,14 @@ def boot(r):
         r._need("no token", "empty")
     elif rec.due < 0:
         r._need("410: provision this device", GONE)
+    elif rec.due > now and rec.why == FORBIDDEN:
+        # kept by an unset clock too: moved to at least the hold's start (its commit), it
+        # waits the rest of the hold or longer, never less
+        r._set(FORBIDDEN, rec.due, "403 hold", FORBIDDEN)
     elif rec.exp != NEVER and not c.trusted:
         r._set(HEALTHY, now, "clock unknown: refresh at once")  # for the Date header
     elif rec.due > now:
-        if rec.why == FORBIDDEN:
-            r._set(FORBIDDEN, rec.due, "403 hold", FORBIDDEN)
-        else:
-            r._set(HEALTHY, rec.due, "scheduled")
+        r._set(HEALTHY, rec.due, "scheduled")
     elif rec.exp == UNKNOWN:
         r._set(HEALTHY, now, "imported")
     elif rec.due == 0:

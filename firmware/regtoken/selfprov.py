@@ -33,7 +33,7 @@ class Provisioner:
         rec = r.rec  # None, refused (DEAD) or a stored operation (OP)
         self.seed = rec.seed if rec else "-"
         self.id = self.code = self.exp = None
-        at = r.clock.now()
+        at = self.t0 = r.clock.now()  # t0: when the last call started
         if rec and rec.due == OP:
             self.id, self.code = rec.token.split()
             self.exp = rec.exp
@@ -44,6 +44,7 @@ class Provisioner:
     def request(self):
         r = self.r
         c = r.cfg
+        self.t0 = r.clock.now()
         # exp dropped the fraction of its second: only past that second has it surely passed
         if self.id and r.clock.now() > self.exp:
             self.id = None
@@ -111,7 +112,9 @@ class Provisioner:
                                                                      o["expirationTime"]))
             r._wait = 0
         valid = self.id and now < self.exp
-        # 57: with the +1 below (now() drops a fraction) the next call starts at most 58 s
-        # after this answer, so two calls stay within 60 s of each other on a slow network
-        r._wait = policy.backoff(r._wait, lo, min(hi, 57) if valid else hi, r.rand(), retry)
-        r._set(PROVISIONING, now + r._wait + 1, "%s; next in %ds" % (why, r._wait))
+        # counted from the start of this call, so that a slow or timed-out one does not
+        # stretch the gap between two calls (57, +1 as now() drops a fraction: within 60 s
+        # of each other), and no sooner than `lo` after its end
+        w = r._wait = policy.backoff(r._wait, lo, min(hi, 57) if valid else hi, r.rand(), retry)
+        w = max(self.t0 + w, now + lo) + 1
+        r._set(PROVISIONING, w, "%s; next in %ds" % (why, w - now))

@@ -297,6 +297,21 @@ def test_full_flash_keeps_new_token_in_ram_and_retries_the_commit():
     assert rig.r.state == HEALTHY and len(rig.http.calls) == 1
 
 
+def test_a_403_hold_survives_a_restart_with_an_unset_clock():
+    # a board whose clock NTP did not set: moved forward to the hold's start (the commit),
+    # it waits the hold out, and only then asks (and learns the time from the answer)
+    rig = Rig(problem(403), backoff_max_s=600, rnd=0.0)
+    rig.r.step()
+    assert rig.r.state == FORBIDDEN and rig.r.due_in() == 601
+    cold = VirtualClock(t=946684800 + 100, trusted=False)  # a cold ESP32 without NTP
+    again = Rig(issued(tok(1)), fs=rig.fs, clock=cold, **rig.raw())
+    assert again.r.state == FORBIDDEN and 0 < again.r.due_in() <= 601
+    assert cold.now() == rig.stored().at  # the floor: the hold's commit
+    assert again.r.step() == again.r.due_in() and again.http.calls == []
+    again.run_until_due()
+    assert again.http.presented() == tok(0) and again.r.token == tok(1)
+
+
 def test_untrusted_clock_refreshes_and_learns_time_from_date_header():
     clock = VirtualClock(t=946684800 + 100, trusted=False)  # a cold ESP32 without NTP
     fs = MemFS()

@@ -90,6 +90,30 @@ def test_zero_touch_first_boot_inits_polls_and_commits():
     assert rig.http.presented() == tok(1) and rig.r.token == tok(2)
 
 
+def test_polls_stay_within_60s_of_each_other_when_a_call_times_out():
+    # the gap counts from the start of a call: one that hangs for timeout_s does not add
+    # to it, and the next still waits backoff_min_s after it ended
+    def hang(rig):
+        def answer(*_):
+            rig.clock.advance(15)  # timeout_s
+            return OSError("timed out")
+        return answer
+
+    rig = zero_touch(op(life=DAY), backoff_min_s=20, backoff_max_s=600, rnd=0.0)
+    rig.http.answers += [hang(rig)] * 4 + [(202, {}, b"")] * 2
+    rig.r.step()
+    starts = []
+    for _ in range(6):
+        wait = rig.r.due_in()
+        assert wait >= 20  # after the end of the last call
+        rig.clock.advance(wait)
+        starts.append(rig.clock.now())
+        rig.r.step()
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert all(20 <= g <= 60 for g in gaps), gaps
+    assert rig.r.state == PROVISIONING
+
+
 def test_init_without_device_id_sends_an_empty_object():
     rig = zero_touch(op(), device_id=None)
     rig.r.step()
