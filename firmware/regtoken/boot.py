@@ -69,22 +69,28 @@ def boot(r):
             c.set(t, False)
             log("clock: unset, moved forward to " + iso(t))
     now = c.now()
-    if rec is None:
-        r._need("no token", "empty")
-    elif rec.due < 0:
-        r._need("410: provision this device", GONE)
-    elif rec.due > now and rec.why == FORBIDDEN:
-        # kept by an unset clock too: moved to at least the hold's start (its commit), it
-        # waits the rest of the hold or longer, never less
-        r._set(FORBIDDEN, rec.due, "403 hold", FORBIDDEN)
-    elif rec.exp != NEVER and not c.trusted:
-        r._set(HEALTHY, now, "clock unknown: refresh at once")  # for the Date header
-    elif rec.due > now:
-        r._set(HEALTHY, rec.due, "scheduled")
-    elif rec.exp == UNKNOWN:
-        r._set(HEALTHY, now, "imported")
-    elif rec.due == 0:
-        r._set(HEALTHY, None, "never expires")
-    else:
-        # off past its refresh point: spread a fleet that powers up together
-        r._set(HEALTHY, now + policy.boot_delay(now, rec.exp, r.rand()), "overdue")
+    try:
+        if rec is None:
+            r._need("no token", "empty")
+        elif rec.due < 0:
+            r._need("410: provision this device", GONE)
+        elif rec.due > now and rec.why == FORBIDDEN:
+            # kept by an unset clock too: moved to at least the hold's start (its
+            # commit), it waits the rest of the hold or longer, never less
+            r._set(FORBIDDEN, rec.due, "403 hold", FORBIDDEN)
+        elif rec.exp != NEVER and not c.trusted:
+            r._set(HEALTHY, now, "clock unknown: refresh at once")  # for the Date header
+        elif rec.due > now:
+            r._set(HEALTHY, rec.due, "scheduled")
+        elif rec.exp == UNKNOWN:
+            r._set(HEALTHY, now, "imported")
+        elif rec.due == 0:
+            r._set(HEALTHY, None, "never expires")
+        elif rec.exp == NEVER:  # never expires, and a retry was due (a 403 hold that ended)
+            r._set(HEALTHY, now, "retry")
+        else:
+            # off past its refresh point: spread a fleet that powers up together
+            r._set(HEALTHY, now + policy.boot_delay(now, rec.exp, r.rand()), "overdue")
+    except Exception as e:  # a record this code cannot place must not stop every boot
+        log("boot: %s: %s" % (type(e).__name__, e))
+        r._set(HEALTHY, now, "refresh at once")

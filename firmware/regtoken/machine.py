@@ -95,6 +95,8 @@ class Machine:
                     self._fail(kind, why, retry)
         except Exception as e:  # MemoryError too
             try:
+                if self.prov:  # a failed provisioning call: polled again by its own rules
+                    return self.prov.settle(e)
                 self._fail("error", "%s: %s" % (type(e).__name__, e))
             except Exception:  # not even memory for that: later, all the same
                 self._next = self.clock.now() + self.cfg["backoff_max_s"]

@@ -129,7 +129,9 @@ def backoff(prev, lo, hi, rnd, retry_after=0, left=None):
     f = 4 * lo if prev > 0 else lo  # lo after a success, else past the previous band
     while f <= prev:
         f *= 4  # the band above the one the previous wait came from
-    a, b = min(f, hi), min(2 * f, hi)  # rnd 0 draws `a`; b >= a
+    # rnd 0 draws `a`; b >= a. A previous wait out of the bands (a Retry-After's) is still
+    # at least doubled
+    a, b = min(max(f, 2 * prev), hi), min(2 * f, hi)
     if left and left > 0:
         c = (left - MARGIN) // 2
         if c < b:

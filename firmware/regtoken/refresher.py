@@ -110,17 +110,18 @@ class Refresher(Machine):
                 "pending_commit": self._pending is not None, "counts": dict(self._counts)}
 
     def suspend(self):
-        return ("%s %d %d" % (self.state, self._next or 0, self._wait)).encode()
+        return ("%s %d %d %s" % (self.state, self._next or 0, self._wait,
+                                 self._reason or "-")).encode()
 
     def resume(self, data):
-        # junk or None: a no-op
+        # junk or None: a no-op; data of three fields (no reason) is an earlier version's
         try:
-            s, n, w = data.decode().split()
+            s, n, w, why = (data.decode() + " -").split()[:4]
             n, w = int(n), int(w)
         except Exception:
             return
         if s in (HEALTHY, BACKOFF, FORBIDDEN) and self.state == HEALTHY or \
                 s == self.state == PROVISIONING:
             self._wait = w
-            self._set(s, n or None, "resumed", self._reason)
+            self._set(s, n or None, "resumed", None if why == "-" else why)
 

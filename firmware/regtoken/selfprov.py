@@ -65,9 +65,9 @@ class Provisioner:
             why = repr(a)
         else:
             st, h, body = a
-            retry = retry_after(h, now)
             why = "HTTP %d" % st
             try:
+                retry = retry_after(h, now)
                 if st // 100 == 2:
                     if not self.id:  # init's answer: a new operation
                         o = json.loads(body)
@@ -101,8 +101,8 @@ class Provisioner:
                     why = "410: new init"
                 elif st == 423:
                     retry = max(retry, hi)  # workspace disabled
-            except (ValueError, KeyError, TypeError):  # a malformed answer
-                why += " bad"
+            except Exception as e:  # a malformed answer, or no heap to read it: a failed
+                why += " MemoryError" if isinstance(e, MemoryError) else " bad"  # call
         if rec:
             r._commit(rec)
         if hi is None:

@@ -166,3 +166,12 @@ def test_floor_adds_up_to_half_again():
         got = [policy.floor(t, r) for r in rnds(50, t)]
         assert min(got) >= t and max(got) <= t + t // 2
     assert len(set(policy.floor(300, r) for r in rnds(50))) > 10
+
+
+def test_a_wait_at_least_doubles_the_last_even_one_a_retry_after_set():
+    # device-contract.md: the wait at least doubles with each further failure, up to the cap;
+    # a Retry-After floor (plus jitter) can leave the previous wait between two bands
+    for prev in range(1, 2000, 7):
+        for rnd in (0.0, 0.5, 0.999):
+            w = policy.backoff(prev, 5, 3600, rnd)
+            assert w >= min(2 * prev, 3600), (prev, rnd, w)

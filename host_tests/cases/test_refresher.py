@@ -297,6 +297,41 @@ def test_full_flash_keeps_new_token_in_ram_and_retries_the_commit():
     assert rig.r.state == HEALTHY and len(rig.http.calls) == 1
 
 
+def test_a_never_expiring_token_whose_retry_came_due_boots():
+    # a forced refresh of a token that never expires, refused (403): the hold is stored;
+    # a restart after it ended must retry, not crash on the missing expiry (every boot did,
+    # the store unchanged: a dead device)
+    rig = Rig(problem(403), initial_expiration=None, backoff_max_s=600, rnd=0.0)
+    assert rig.r.state == HEALTHY and rig.r.due_in() is None  # never on a schedule
+    assert rig.r.force() and rig.r.step() == 601 and rig.r.state == FORBIDDEN
+    rig.clock.advance(1000)
+    again = Rig(issued(tok(1), None), fs=rig.fs, clock=rig.clock, initial_expiration=None,
+                **rig.raw())
+    assert again.r.state == HEALTHY and again.r.due_in() == 0
+    assert again.r.step() is None and again.r.token == tok(1)  # and never again
+
+
+def test_a_boot_that_cannot_place_its_record_refreshes_instead_of_dying():
+    from regtoken import policy
+
+    fs = MemFS()
+    Store(fs).commit(Record(tok(1), T0 + DAY, T0 - 60, "-"))  # overdue: boot_delay decides
+
+    def boom(*_):
+        raise TypeError("a bug in the schedule")
+
+    saved = policy.boot_delay
+    policy.boot_delay = boom
+    try:
+        rig = Rig(issued(tok(2)), fs=fs)
+    finally:
+        policy.boot_delay = saved
+    assert [x for x in rig.lines if x.startswith("boot: TypeError")]
+    assert rig.r.state == HEALTHY and rig.r.due_in() == 0
+    rig.r.step()
+    assert rig.r.token == tok(2) and rig.stored().token == tok(2)
+
+
 def test_a_403_hold_survives_a_restart_with_an_unset_clock():
     # a board whose clock NTP did not set: moved forward to the hold's start (the commit),
     # it waits the hold out, and only then asks (and learns the time from the answer)
@@ -382,8 +417,12 @@ def test_backoff_survives_deep_sleep_through_suspend_and_resume():
     assert again.r.state == HEALTHY  # the store alone would retry at once
     again.r.resume(saved)
     assert again.r.state == BACKOFF and again.r._next == next_at
+    assert again.r.status()["reason"] == "server"  # machine-readable, as before the sleep
     again.run_until_due()
     assert again.r._wait == 80  # the backoff kept growing
+    older = rig.restart()
+    older.r.resume(b"backoff %d 20" % next_at)  # written by a version without the reason
+    assert older.r.state == BACKOFF and older.r.status()["reason"] is None
 
 
 def test_resume_ignores_junk():

@@ -5,13 +5,13 @@ import json
 
 from fakes.clock import T0
 from fakes.memfs import PowerLost
-from fakes.net import CANCELLED, issued, operation, problem
-from regtoken import HEALTHY, PROVISION, PROVISIONING, ConfigError, validate
+from fakes.net import CANCELLED, NoHeapJSON, issued, operation, problem
+from regtoken import BACKOFF, HEALTHY, PROVISION, PROVISIONING, ConfigError, validate
 from regtoken.store import DEAD, fingerprint
 
 from cases.test_refresher import Rig as _Rig
 from cases.test_refresher import iso
-from cases.util import raises, tok
+from cases.util import raises, restore_module, swap_module, tok
 
 DAY = 86400
 OP = -2  # selfprov.OP: the store's `due` of a provisioning operation
@@ -112,6 +112,36 @@ def test_polls_stay_within_60s_of_each_other_when_a_call_times_out():
     gaps = [b - a for a, b in zip(starts, starts[1:])]
     assert all(20 <= g <= 60 for g in gaps), gaps
     assert rig.r.state == PROVISIONING
+
+
+def test_no_heap_to_read_the_approved_token_is_a_failed_poll_not_a_backoff():
+    # MemoryError reading complete's 200: provisioning goes on by its own rules (the next
+    # poll within 60 s, gives a new token), not the refresh's backoff and state
+    rig = zero_touch(op(life=DAY), issued(tok(1), iso(T0 + DAY), 200),
+                     issued(tok(2), iso(T0 + DAY), 200), backoff_min_s=5, backoff_max_s=3600)
+    rig.r.step()  # init
+    NoHeapJSON.fail = 1
+    saved = swap_module("json", NoHeapJSON)
+    try:
+        rig.run_until_due()
+    finally:
+        NoHeapJSON.fail = 0
+        restore_module("json", saved)
+    st = rig.r.status()
+    assert st["state"] == PROVISIONING and "MemoryError" in st["last_error"], st
+    assert 5 <= rig.r.due_in() <= 58 and st["verification_code"] == "CODE-0001"
+    assert BACKOFF not in rig.states
+    rig.run_until_due()
+    assert rig.r.state == HEALTHY and rig.r.token == tok(2) == rig.stored().token
+
+
+def test_a_transport_returning_nonsense_while_provisioning_is_a_failed_poll():
+    rig = zero_touch(op(life=DAY), (200, None, None), issued(tok(2), iso(T0 + DAY), 200))
+    rig.r.step()  # init
+    rig.run_until_due()  # headers None: the answer's reader raises inside settle
+    assert rig.r.state == PROVISIONING and 0 < rig.r.due_in() <= 58
+    rig.run_until_due()
+    assert rig.r.state == HEALTHY and rig.r.token == tok(2)
 
 
 def test_init_without_device_id_sends_an_empty_object():
