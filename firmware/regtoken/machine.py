@@ -38,8 +38,8 @@ class Machine:
 
     def _request(self):
         # (method, url, body, headers) of the refresh call, or of a provisioning call
-        if self.prov:
-            return self.prov.request()
+        if self._prov:
+            return self._prov.request()
         self._counts["attempts"] += 1
         t = self.token
         self.log("refresh: presenting " + redact(t))
@@ -59,8 +59,8 @@ class Machine:
         try:
             if isinstance(a, Record):
                 self._keep(a, "commit retry")
-            elif self.prov:
-                self.prov.settle(a)
+            elif self._prov:
+                self._prov.settle(a)
             elif isinstance(a, Exception):
                 self._fail("transport", "transport: %s %s" % (type(a).__name__, a))
             else:
@@ -95,8 +95,8 @@ class Machine:
                     self._fail(kind, why, retry)
         except Exception as e:  # MemoryError too
             try:
-                if self.prov:  # a failed provisioning call: polled again by its own rules
-                    return self.prov.settle(e)
+                if self._prov:  # a failed provisioning call: polled again by its own rules
+                    return self._prov.settle(e)
                 self._fail("error", "%s: %s" % (type(e).__name__, e))
             except Exception:  # not even memory for that: later, all the same
                 self._next = self.clock.now() + self.cfg["backoff_max_s"]
@@ -106,7 +106,7 @@ class Machine:
         if self.cfg["reprovision"] and self.cfg["provisioning_token"]:
             from .selfprov import Provisioner
 
-            self.prov = Provisioner(self)
+            self._prov = Provisioner(self)
         else:
             self._set(PROVISION, None, why, reason)
 

@@ -30,9 +30,9 @@ class Refresher(Machine):
     _put: tuple  # (URL, headers) of the refresh call
     # Set only when they are used: class attributes until then, so that the instance keeps
     # 17 attributes (its dict's 17 slots; an 18th grows it to 23, 368 bytes in one piece at
-    # boot): prov, a selfprov.Provisioner while provisioning; _pending, a record not yet on
+    # boot): _prov, a selfprov.Provisioner while provisioning; _pending, a record not yet on
     # flash; _sleeper, the asyncio task asleep in astep (aio.py)
-    prov = _pending = _sleeper = None  # type: ignore[assignment]
+    _prov = _pending = _sleeper = None  # type: ignore[assignment]
 
     def __init__(self, cfg, transport=None, store=None, clock=None, rand=None, log=None):
         self.cfg = cfg
@@ -101,7 +101,7 @@ class Refresher(Machine):
         self._emit((cb,), self.state, self._why)
 
     def status(self):
-        p = self.prov
+        p = self._prov
         t = self.token
         return {"verification_code": p and p.code, "operation_expires": p and p.exp,
                 "state": self.state, "reason": self._reason, "token": t and redact(t),

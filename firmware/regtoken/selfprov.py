@@ -82,13 +82,13 @@ class Provisioner:
                         why = "not approved"
                     else:
                         tok, exp = token_object(body)
-                        r.prov = None
+                        r._prov = None
                         # without NTP `now` is wrong: refresh at once, which sets the clock
                         due = r._due(now, exp) if r.clock.trusted else now
                         return r._keep(Record(tok, NEVER if exp is None else exp, due,
                                               self.seed), "provisioned (%d)" % st)
                 elif st == 401 or st == 410 and b'provisioningOperationCancelled"' in body:
-                    r.prov = None
+                    r._prov = None
                     why = "401: fix provisioning_token in config.json"
                     if st == 410:
                         why = "cancelled by an operator: restart"

@@ -27,7 +27,7 @@ def test_main_and_aio_use_only_the_public_api() -> None:
 
 
 def test_the_refresher_shows_no_other_public_name() -> None:
-    seam = {"cfg", "http", "clock", "rand", "log", "store", "rec", "prov"}  # internal (COMMON)
+    seam = {"cfg", "http", "clock", "rand", "log", "store", "rec"}  # internal (COMMON)
     shown = {n for n in dir(regtoken.Refresher) if not n.startswith("_")}
     assert shown <= PUBLIC, shown - PUBLIC
     r = regtoken.Refresher(regtoken.validate({"api_url": "http://x", "store_dir": "/nonexistent"}),
