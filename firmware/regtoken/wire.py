@@ -208,7 +208,7 @@ class Wire:
                         if data is not None:
                             break
                     if n == BODY:
-                        if st < 300:  # type: ignore[operator]  # a token object this long is none
+                        if st < 300:  # type: ignore[operator]  # no token object is this long
                             raise OSError("body too long")
                         te = 0  # a refusal's status is all that counts: its first BODY
                         break  # bytes are enough (a problem's "type"), the rest unread
