@@ -81,8 +81,9 @@ class Machine:
                                       cur.seed), "rotated (%d)" % a[0])
                 elif kind == GONE:
                     cur.due = DEAD
-                    self._commit(cur)
-                    self._use(cur)
+                    if self._commit(cur):  # on as a boot goes on (refresher.py's _boot)
+                        return self._boot()
+                    self._use(cur)  # not on flash: RAM obeys it all the same
                     self._need("410: provision this device", GONE)
                 elif kind == FORBIDDEN:
                     w = self._wait = policy.floor(max(self.cfg["backoff_max_s"], retry),
@@ -134,7 +135,7 @@ class Machine:
             self.store.commit(rec)
             return True
         except Exception as e:  # StoreError, or MemoryError inside the commit
-            self.log("store: %s" % e)
+            self.log("%s: %s" % ("store", e))  # "store: ...", in names it has
 
     def _keep(self, rec, why):
         # commit a new record, and only then use it

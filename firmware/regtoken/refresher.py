@@ -45,6 +45,11 @@ class Refresher(Machine):
         self._wait = 0  # the last backoff wait, 0 after a success
         self._counts = {"attempts": 0, "rotations": 0, "recoveries": 0, "failures": 0}
         self._cbs: tuple = ([], [])  # on_token's, on_state's
+        self._boot()
+
+    def _boot(self):
+        # boot.py, run now and after a 410 (the stored record decides again, as at a boot:
+        # an initial_token of another lineage in the config is imported)
         import sys
 
         from . import boot  # noqa: F811  (the one imported above, or anew for a 2nd)

@@ -224,6 +224,26 @@ def test_a_short_token_is_never_logged_whole():
     assert redact(None) == "<none>"
 
 
+def test_a_new_initial_token_already_in_the_config_is_imported_at_the_410():
+    # the operator put a new initial_token in config.json and restarted, but the stored
+    # token (revoked meanwhile) still looked valid: its 410 leaves the store with no valid
+    # token, and the new one is imported then, as a boot would, not at the next restart
+    fs = MemFS()
+    Store(fs).commit(Record(tok(1), T0 + DAY, T0 - 60, fingerprint(tok(0))))
+    rig = Rig(problem(410), issued(tok(10)), fs=fs, initial_token=tok(9))
+    assert rig.r.token == tok(1)  # valid as far as the device knows: kept
+    rig.run_until_due()
+    assert rig.http.presented() == tok(1)
+    assert rig.r.state == HEALTHY and rig.r.token == tok(9) == rig.stored().token
+    assert rig.stored().seed == fingerprint(tok(9)) and rig.r.due_in() == 0
+    rig.r.step()
+    assert rig.http.presented() == tok(9) and rig.r.token == tok(10) == rig.stored().token
+    # the same lineage's initial token: the 410 ends it (test_410_...), as before
+    same = Rig(problem(410), fs=MemFS())
+    same.r.step()
+    assert same.r.state == PROVISION and same.stored().due == DEAD
+
+
 def test_empty_store_without_initial_token_needs_provisioning():
     rig = Rig(initial_token=None)
     assert rig.r.state == PROVISION and rig.r.step() is None and rig.http.calls == []
