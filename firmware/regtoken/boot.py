@@ -1,6 +1,7 @@
-# What a Refresher does once, when it is built: its transport, the refresh call's fixed
-# parts, the stored record (or the initial token, imported), a clock floor for TLS, and
-# the first state. Imported by Refresher.__init__ and let go after it has run.
+# What a Refresher does when it is built, and again after a 410: its transport, the
+# refresh call's fixed parts, the stored record (or the initial token, imported), a clock
+# floor for TLS, and the first state. Imported by Refresher._boot and let go after it has
+# run.
 from . import policy, wire
 from .edges import redact
 from .error import ConfigError
@@ -15,7 +16,9 @@ def boot(r):
     cfg, c, log = r.cfg, r.clock, r.log
     u = cfg["api_url"]
     https = u[:6] == "https:"
-    if not cfg["tls_verify"]:  # at every boot, http too: the config is one step from https
+    # at every boot (state None: not again after a 410), http too: the config is one step
+    # from https
+    if not cfg["tls_verify"] and r.state is None:
         log("WARNING: tls_verify is false: the server is not checked")
     if not r.http:
         if cfg["transport"] == "wire":

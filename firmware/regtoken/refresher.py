@@ -5,9 +5,10 @@
 # due and says how long the caller may sleep, so a plain loop, asyncio or an application's
 # own scheduler can drive it.
 #
-# The code that runs once, at construction (choosing a transport, importing the initial
-# token, the clock floor, the first schedule), is regtoken/boot.py: imported, run and let
-# go, so that it does not stay on the heap for the years the device runs.
+# The code that runs at construction (choosing a transport, importing the initial token,
+# the clock floor, the first schedule), and again after a 410, is regtoken/boot.py:
+# imported, run and let go each time, so that it does not stay on the heap for the years
+# the device runs.
 from random import random as _random
 
 # isort: off
@@ -52,7 +53,7 @@ class Refresher(Machine):
         # an initial_token of another lineage in the config is imported)
         import sys
 
-        from . import boot  # noqa: F811  (the one imported above, or anew for a 2nd)
+        from . import boot  # noqa: F811  (the one imported above, or anew: a 2nd time)
 
         m = sys.modules
         m.pop(boot.__name__)  # let go of it: no reference is left once it has run
