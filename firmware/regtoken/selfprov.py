@@ -116,5 +116,5 @@ class Provisioner:
         # stretch the gap between two calls (57, +1 as now() drops a fraction: within 60 s
         # of each other), and no sooner than `lo` after its end
         w = r._wait = policy.backoff(r._wait, lo, min(hi, 57) if valid else hi, r.rand(), retry)
-        w = max(self.t0 + w, now + lo) + 1
-        r._set(PROVISIONING, w, "%s; next in %ds" % (why, w - now))
+        due = max(self.t0 + w, now + lo) + 1
+        r._set(PROVISIONING, due, "%s; next in %ds" % (why, due - now))
