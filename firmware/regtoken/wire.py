@@ -43,10 +43,25 @@ def split_url(url):
 
 
 
-def _dechunk(b, mv, n):
-    """The data of the chunked body in b[:n] (mv: a memoryview of b; per chunk: its size
-    line, its data, CRLF; up to a chunk of size 0), or None while it has not all arrived;
-    ValueError if garbled."""
+def _head(method, url, n, headers):
+    """split_url(url) and, last, the request's head, for a body of n bytes. Not in Wire._x:
+    compiled from source, a function's bytecode takes one piece of heap"""
+    u = split_url(url)
+    lines = ""
+    for kv in headers.items():
+        lines += "%s: %s\r\n" % kv
+    # Connection: close: an answer without a length (a 204, a proxy's error) ends where
+    # the server closes, not at our deadline
+    return u + (("%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nContent-Length: "
+                 "%d\r\n%s\r\n" % (method, u[3], u[4], n, lines)).encode(),)
+
+
+def _dechunk(buf, n):
+    """The data of the chunked body in buf[:n] (per chunk: its size line, its data, CRLF; up
+    to a chunk of size 0), or None while it has not all arrived; ValueError if garbled."""
+    # not arguments: each argument's name is one more of the module's names, and at 97
+    # of them compiling wire.py from source takes 2,032 bytes in one piece, not 1,552
+    b, mv = buf, memoryview(buf)
     data = b""
     i = 0
     while True:
@@ -75,7 +90,8 @@ class Wire:
         self.buf = _spare or bytearray(BODY)  # a second client has a buffer of its own
         _spare = None
         self.k = self.ai = self.ans = None
-        self.parts: tuple = None  # type: ignore[assignment]  # split_url(url) of self.k
+        # split_url(url) of self.k, and the request head built from it
+        self.parts: tuple = None  # type: ignore[assignment]
 
     def _x(self, method, url, body, headers):
         """Generator for one exchange: it builds the request, resolves the host, connects,
@@ -99,16 +115,9 @@ class Wire:
         lim = LINE  # BODY once the headers are done
         want = BODY + 1  # the body's length; more than BODY: up to EOF
         if (method, url, n, headers) != self.k:
-            u = self.parts = split_url(url)
+            u = self.parts = _head(method, url, n, headers)
             self.k = method, url, n, dict(headers)  # a copy: the caller's may change
             self.ai = None
-            lines = ""
-            for kv in headers.items():
-                lines += "%s: %s\r\n" % kv
-            # Connection: close: an answer without a length (a 204, a proxy's error) ends
-            # where the server closes, not at our deadline
-            self.head = ("%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n"
-                         "Content-Length: %d\r\n%s\r\n" % (method, u[3], u[4], n, lines)).encode()
         ai = self.ai
         if not ai:
             try:
@@ -116,10 +125,10 @@ class Wire:
             except OSError as e:
                 raise OSError("cannot resolve %s (%s)" % (u[1], e))
         # the whole request in one buffer: one write, one TLS record
-        a = len(self.head)
+        a = len(u[5])  # the head
         n += a
         out = memoryview(b if n <= BODY else bytearray(n))[:n]
-        out[:a] = self.head
+        out[:a] = u[5]
         out[a:] = body
         s = socket.socket(ai[0], socket.SOCK_STREAM, ai[2])
         try:
@@ -171,8 +180,10 @@ class Wire:
                             h = {}  # follows
                             continue
                         lim = BODY  # on to the body
-                        te = "transfer-encoding" in h  # chunked: we ask for no other
-                        if not te:  # without a length: up to EOF (want: more than BODY)
+                        te = h.get("transfer-encoding")
+                        if te:  # chunked if it is the last coding, else up to EOF, the
+                            te = te.lower().endswith("chunked")  # length unread (RFC
+                        else:  # 9112 6.3); without a length up to EOF (want > BODY)
                             want = int(h.get("content-length", want))
                             if want < 0:
                                 raise ValueError(want)
@@ -192,7 +203,10 @@ class Wire:
                             a += c + 1  # space and CR are left out here, so that strip()
                             a += b[a] == 32  # returns the str it was given (no copy)
                             j -= b[j - 1] == 13
-                            h[k] = str(mv[a:j], "utf-8").strip()
+                            v = str(mv[a:j], "utf-8").strip()
+                            if c == 14 and h.get(k, v) != v:  # two Content-Lengths:
+                                raise ValueError(k)  # which one? (RFC 9112 6.3: an
+                            h[k] = v  # unrecoverable error); of the others, the last
                     continue
                 if i:
                     mv[:n - i] = mv[i:n]
@@ -204,7 +218,7 @@ class Wire:
                     # chunked: ends like the last chunk ("0" CRLF CRLF); over when the chunk
                     # sizes, followed from the start, lead to it (data may end that way too)
                     if te and b.find(b"0\r\n\r\n", max(n - 5, 0), n) >= 0:
-                        data = _dechunk(b, mv, n)
+                        data = _dechunk(b, n)
                         if data is not None:
                             break
                     if n == BODY:
@@ -226,7 +240,7 @@ class Wire:
                     raise OSError("headers too long")
                 n += got
             if te:  # at its end, or at EOF: all there, or cut short
-                body = data if data is not None else _dechunk(b, mv, n)
+                body = data if data is not None else _dechunk(b, n)
                 if body is None:
                     raise OSError("truncated")
             else:
@@ -243,7 +257,7 @@ class Wire:
     def _left(self):
         left = time.ticks_diff(self.deadline, time.ticks_ms())
         if left <= 0:
-            raise OSError("timed out")
+            raise OSError("request timed out")  # over 10 characters: a str, not a name
         return left
 
     def request(self, method, url, body, headers):

@@ -204,6 +204,28 @@ def test_chunk_extensions_and_trailers():
             == b"abc"
 
 
+def test_only_chunked_as_the_last_coding_is_read_as_chunks():
+    # any other coding (identity, from older servers): the body runs up to EOF, and a
+    # Content-Length beside it is not read (RFC 9112 6.3)
+    for head in (b"Transfer-Encoding: identity\r\n", b"Transfer-Encoding: identity\r\n"
+                 b"Content-Length: 5\r\n"):
+        status, h, body = read(Sock(http(head, TOKEN, False), 7))
+        assert status == 201 and body == TOKEN, head
+    chunks = b"%x\r\n%s\r\n0\r\n\r\n" % (len(TOKEN), TOKEN)
+    for te in (b"Chunked", b"identity, CHUNKED"):
+        head = b"Transfer-Encoding: " + te + b"\r\n"
+        assert read(Sock(http(head, chunks, False), 7, hold=True))[2] == TOKEN, te
+
+
+def test_two_different_lengths_are_a_bad_answer():
+    # which one frames the body cannot be told (RFC 9112 6.3: an unrecoverable error); the
+    # same length twice is one length
+    e = raises(OSError, read, Sock(http(b"Content-Length: 5\r\n")))
+    assert "bad answer" in str(e) and "content-length" in str(e)
+    twice = b"Content-Length: %d\r\n" % len(TOKEN)
+    assert read(Sock(http(twice)))[2] == TOKEN
+
+
 def test_interim_answers_are_read_past():
     # RFC 9110 15.2: a client reads past any 1xx (100 Continue, 103 Early Hints, asked for
     # or not) to the final answer, whose headers alone count
