@@ -16,6 +16,7 @@ from .refresher import PROVISION, PROVISIONING
 from .store import DEAD, NEVER, Record
 
 OP = -2  # `due` of a stored provisioning operation
+DISABLED = "disabled"  # `why` of a record stored at a 423: the hold starts at its commit
 
 
 def token_object(body):
@@ -38,6 +39,9 @@ class Provisioner:
             self.id, self.code = rec.token.split()
             self.exp = rec.exp
             at += r.cfg["backoff_min_s"]  # the previous call may have been just before the cut
+        if rec and rec.why == DISABLED:  # a 423's hold, across a restart: backoff_max_s from
+            at = max(at, rec.at + r.cfg["backoff_max_s"] + 1)  # its commit (the clock floor
+            # moved an unset clock to at least that time)
         r._wait = 0
         r._set(PROVISIONING, at, "resumed, code %s" % self.code if self.id else "no token")
 
@@ -99,8 +103,11 @@ class Provisioner:
                     self.id = None
                     r._wait = 0
                     why = "410: new init"
-                elif st == 423:
-                    retry = max(retry, hi)  # workspace disabled
+                elif st == 423:  # workspace disabled: a hold kept across a restart (the
+                    retry = max(retry, hi)  # operation, or a record with no token, marked)
+                    r._commit(Record("%s %s" % (self.id, self.code), self.exp, OP, self.seed,
+                                     why=DISABLED) if self.id else
+                              Record("-", NEVER, DEAD, self.seed, why=DISABLED))
             except Exception as e:  # a malformed answer, or no heap to read it: a failed
                 why += " MemoryError" if isinstance(e, MemoryError) else " bad"  # call
         if rec:

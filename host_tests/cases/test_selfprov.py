@@ -241,6 +241,44 @@ def test_423_waits_backoff_max_and_other_failures_back_off():
     assert rig.r.due_in() >= 7200  # even while the operation is valid
 
 
+def test_a_423_hold_is_kept_across_a_restart():
+    # on init (an empty store), and on complete (the operation is resumed, its code the
+    # same): a restart during the hold calls no sooner than backoff_max_s after the 423
+    for first in ((problem(423),), (op(1, life=DAY), problem(423))):
+        rig = zero_touch(*first, backoff_max_s=7200)
+        rig.r.step()
+        if len(first) == 2:
+            rig.run_until_due()
+        held = rig.clock.now()  # the 423's time
+        assert rig.r.due_in() >= 7200
+        rig.clock.advance(3600)
+        again = rig.restart(op(2))  # mid-hold
+        assert again.r.state == PROVISIONING and again.r.token is None
+        assert again.r.due_in() >= held + 7200 - again.clock.now(), first
+        again.r.step()
+        assert again.http.calls == []  # nothing called before the hold's end
+        again.run_until_due()
+        assert again.clock.now() >= held + 7200 and len(again.http.calls) == 1
+        call = again.calls()[0][1]
+        assert call == ("complete" if len(first) == 2 else "init"), call
+        if len(first) == 2:
+            assert again.r.status()["verification_code"] == "CODE-0001"  # resumed
+        later = again.restart()  # the hold is over: no wait for it again
+        assert later.r.due_in() <= 5
+
+
+def test_a_423_after_a_410_keeps_the_refused_token_out_of_use_across_a_restart():
+    rig = Rig(problem(410), problem(423), reprovision=True, provisioning_token="prov-secret",
+              backoff_max_s=7200)
+    rig.r.step()
+    rig.r.step()
+    held = rig.stored()
+    assert held.due == DEAD and held.seed == fingerprint(tok(0))  # the lineage is kept
+    again = rig.restart()
+    assert again.r.token is None and again.r.state == PROVISIONING
+    assert again.r.due_in() >= 7200 - 1
+
+
 def test_410_on_refresh_reprovisions_and_keeps_the_lineage_seed():
     rig = Rig(problem(410), op(1), issued(tok(1), iso(T0 + DAY), 200), reprovision=True,
               provisioning_token="prov-secret")
