@@ -124,15 +124,17 @@ def backoff(prev, lo, hi, rnd, retry_after=0, left=None):
     from then on every wait is `hi` (it still "at least doubles up to the cap"; the fleet
     keeps the phases it drew on the way up, so it does not fall into step).
     While the token is valid the wait ends at most half-way to expiry minus MARGIN, so
-    retries get denser as expiry nears (never below `lo`). Retry-After is a floor plus
-    jitter."""
+    retries get denser as expiry nears (never below `lo`); once not even `lo` fits before
+    that point, the waits double again, as after expiry (a token of a minute or two is in
+    its last MARGIN from its first failure: its waits double, as the contract says).
+    Retry-After is a floor plus jitter."""
     f = 4 * lo if prev > 0 else lo  # lo after a success, else past the previous band
     while f <= prev:
         f *= 4  # the band above the one the previous wait came from
     # rnd 0 draws `a`; b >= a. A previous wait out of the bands (a Retry-After's) is still
     # at least doubled
     a, b = min(max(f, 2 * prev), hi), min(2 * f, hi)
-    if left and left > 0:
+    if left and left - MARGIN > lo:
         c = (left - MARGIN) // 2
         if c < b:
             a, b = c, c // 2

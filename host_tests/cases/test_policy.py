@@ -148,8 +148,22 @@ def test_retries_get_denser_as_expiry_nears():
 
 
 def test_expiry_does_not_shorten_a_wait_below_min():
-    assert policy.backoff(0, 30, 300, 0.5, left=40) == 30
+    assert policy.backoff(0, 30, 300, 0.5, left=100) == 30  # half-way to the margin: 20
     assert policy.backoff(300, 30, 300, 0.0, left=-5) == 300  # expired: plain backoff
+
+
+def test_in_its_last_margin_a_token_s_waits_double_as_the_contract_says():
+    # a token of a minute or two (a test's, a short-lived deployment's) is inside its last
+    # MARGIN from its first failure: no wait of backoff_min_s fits before expiry - MARGIN,
+    # so they grow as after expiry, not all backoff_min_s
+    for left0 in (policy.MARGIN + 2, 40, 1):
+        for seed in (1, 2):
+            waits = [w for _, w in failing(2, 30, rnds(6, seed), left0=left0)]
+            assert 2 <= waits[0] <= 4, waits
+            for a, b in zip(waits, waits[1:]):
+                assert b >= min(2 * a, 30), (left0, waits)
+    # past that point the waits still end before it (densest: backoff_min_s)
+    assert policy.backoff(0, 2, 30, 0.9, left=policy.MARGIN + 3) == 2
 
 
 def test_retry_after_is_a_floor_plus_jitter():
