@@ -51,6 +51,16 @@ def boot(r):
     r._put = u + "/devices/registration-tokens/refresh", h
     if cfg["provisioning_token"]:
         h["Authorization"] = "DeviceToken " + cfg["provisioning_token"]
+    d = cfg["store_dir"]
+    if d:  # a folder that is not there (a card not mounted, a typo) is said once, by name;
+        import os  # the device goes on (a token it gets is kept in RAM), and makes none
+
+        try:
+            isdir = os.stat(d)[0] & 0x4000  # S_IFDIR
+        except OSError:
+            isdir = 0
+        if not isdir:
+            log("WARNING: store_dir %s is not a directory" % d)
     rec = r.store.load()
     init = cfg["initial_token"]
     # import into an empty store, or over a token that is no longer valid (refused, or

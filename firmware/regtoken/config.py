@@ -21,8 +21,9 @@ def validate(raw, name="config"):
     cfg.update(raw)
     url = cfg["api_url"]
     try:
-        https, host = wire.split_url(url)[:2]
-        host = host and url.split("://")[0] in ("http", "https") and " " not in url
+        https, host, port = wire.split_url(url)[:3]
+        host = host and 0 < port < 65536 and url.split("://")[0] in ("http", "https") \
+            and " " not in url
     except Exception:
         host = https = 0
     if not https:
@@ -36,7 +37,7 @@ def validate(raw, name="config"):
         why = None
         if k == "api_url":
             if not host:
-                why = "an http(s):// URL"
+                why = "an http(s):// URL (a port, if any, from 1 to 65535)"
         elif k == "initial_expiration":
             try:
                 cfg[k] = rfc3339(v)

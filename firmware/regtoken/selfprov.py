@@ -48,9 +48,9 @@ class Provisioner:
     def request(self):
         r = self.r
         c = r.cfg
-        self.t0 = r.clock.now()
+        t = self.t0 = r.clock.now()
         # exp dropped the fraction of its second: only past that second has it surely passed
-        if self.id and r.clock.now() > self.exp:
+        if self.id and t > self.exp:
             self.id = None
             r.log("provisioning: expired")
         d = c["device_id"]

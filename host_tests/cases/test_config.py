@@ -86,8 +86,11 @@ def test_comment_keys_allowed():
 def test_ipv6_literals_accepted_and_broken_urls_refused():
     for url in ("http://[::1]:8080", "https://[2001:db8::1]/v1", "http://[::1]"):
         assert validate(cfg(api_url=url))["api_url"] == url
-    for url in ("http://[::1:8080", "http://[::1]:80x0", "http://h:port", "http://:80"):
+    for url in ("http://[::1:8080", "http://[::1]:80x0", "http://h:port", "http://:80",
+                "http://h:99999", "http://h:65536", "http://h:0", "http://h:-1",
+                "https://[::1]:70000/v1"):  # 99999 would reach port 34463
         refused("api_url", api_url=url)
+    assert validate(cfg(api_url="http://h:65535"))["api_url"] == "http://h:65535"
     # urequests cannot take an IPv6 literal: a config error, not an attempt failing forever
     e = raises(ConfigError, validate, {"api_url": "http://[::1]:8080", "transport": "urequests"})
     assert "'transport'" in str(e)

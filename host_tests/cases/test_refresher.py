@@ -758,3 +758,15 @@ def test_force_wakes_the_asyncio_task_and_a_cancel_still_stops_it():
 
 async def _stop():
     raise RuntimeError("stopped by the test")  # out of aio.run's loop: the task ends
+
+
+def test_a_store_dir_that_is_not_a_directory_is_said_at_boot():
+    # a card not mounted, a typo: one line names it (every commit would fail, each with a
+    # bare errno); the device goes on, nothing is made in its place
+    for d, said in (("/no-such-dir-for-regtoken", True), ("/", False)):
+        lines = []
+        cfg = validate({"api_url": "http://device-api.test", "store_dir": d})
+        r = Refresher(cfg, transport=FakeHTTP(), clock=VirtualClock(), log=lines.append)
+        warned = [x for x in lines if "WARNING: store_dir " + d + " is not a directory" in x]
+        assert len(warned) == said, lines
+        assert r.state == PROVISION  # nothing stored, no initial token: it goes on
