@@ -170,10 +170,9 @@ class Wire:
                         i = j + 1
                     if skip:
                         skip = cut  # the rest of a long line, up to its end
-                    elif st is None:
-                        if cut:
-                            raise OSError("header too long")
-                        st = int(b[a + 9:a + 12])  # "HTTP/1.1 201": digits, or no HTTP
+                    elif st is None:  # "HTTP/1.1 201": digits, or no HTTP; a reason
+                        st = int(b[a + 9:a + 12])  # phrase past LINE bytes passes by
+                        skip = cut
                     elif j - a < 2:  # the empty line ("\r" at most)
                         if st < 200:  # an interim answer (100 Continue, 103 Early Hints,
                             st = None  # which a client must read past): the final one

@@ -326,6 +326,17 @@ def test_a_refusal_with_a_long_problem_document_still_counts():
         assert sock.pos < len(answer)  # the rest is left unread
 
 
+def test_a_status_line_longer_than_the_line_buffer_still_counts():
+    # a long reason phrase passes by like a long unused header: a 410 stays a 410 (as a
+    # transport failure its dead token would be presented again)
+    for reason in (b"G" * 245, b"Gone " * 200):
+        for piece in (7, 100, 1460):
+            answer = http(b"Retry-After: 30\r\n", b"{}").replace(b"201 Created",
+                                                                    b"410 " + reason)
+            status, h, body = read(Sock(answer, piece))
+            assert (status, h["retry-after"], body) == (410, "30", b"{}"), (len(reason), piece)
+
+
 def test_broken_answers_are_errors_not_crashes():
     for data in (b"", b"SMTP ready\r\n\r\n", b"HTTP/1.1 20", b"HTTP/1.1 201 Created\r\nA: b",
                  http(b"Content-Length: 9999x\r\n", TOKEN, False),
