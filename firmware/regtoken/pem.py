@@ -12,10 +12,32 @@ def ca_file(cfg):
             ca = f.read()
     except OSError:
         ca = b""
-    ca = der(ca) if b"-----BEGIN" in ca else [ca] if ca else ()
+    ca = der(ca) if b"-----BEGIN" in ca else _split(ca)
     if not ca:
         raise ConfigError("%s: 'ca_file' holds no certificate" % cfg["_from"])
     return ca
+
+
+def _split(ca):
+    """DER certificates one after another (each a SEQUENCE: 0x30, its length, its
+    content) as a list of DER blobs. What follows the last one is one more blob, for
+    mbedTLS to refuse, unless it is only white space (a newline an editor added)."""
+    out = []
+    i = 0
+    while i + 2 <= len(ca) and ca[i] == 48:  # "0": 0x30
+        n, h = ca[i + 1], 2
+        if n > 128:  # long form: the length in the next n - 128 bytes
+            h += n - 128
+            n = 0
+            for x in ca[i + 2:i + h]:
+                n = n * 256 + x
+        if i + h + n > len(ca):
+            break
+        out.append(ca[i:i + h + n])
+        i += h + n
+    if ca[i:].strip():
+        out.append(ca[i:])
+    return out
 
 
 def der(ca):

@@ -8,6 +8,7 @@ import re
 import shutil
 import socket
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,7 +49,9 @@ def pki(tmp_path_factory: Any) -> dict[str, Any]:
     bundles = {"bundle.pem": other_pem + good_pem,  # the right CA second
                "bundle-first.pem": good_pem + other_pem,
                "bundle-crlf.pem": (other_pem + good_pem).replace(b"\n", b"\r\n"),
-               "other.pem": other_pem}
+               "other.pem": other_pem,
+               # DER one after another, the right CA second, and the newline an editor adds
+               "bundle.der": Path(other_ca).read_bytes() + Path(good_ca).read_bytes() + b"\n"}
     for name, data in bundles.items():
         (root / name).write_bytes(data)
         out[name] = root / name
@@ -75,7 +78,7 @@ def _retry_in(line: str) -> int:
     return int(m.group(1))
 
 
-@pytest.mark.parametrize("ca", ["ca_der", "bundle.pem"])
+@pytest.mark.parametrize("ca", ["ca_der", "bundle.pem", "bundle.der"])
 def test_right_ca_rotates(rigs: Any, pki: dict[str, Any], ca: str) -> None:
     rig = rigs(tls=pki["good"], ca=pki[ca])
     b = rig.boot()
