@@ -256,7 +256,8 @@ class Wire:
     def _left(self):
         left = time.ticks_diff(self.deadline, time.ticks_ms())
         if left <= 0:
-            raise OSError("request timed out")  # over 10 characters: a str, not a name
+            # over 10 characters: a str constant, not one more name (wire.py has 96: see
+            raise OSError("request timed out")  # _dechunk)
         return left
 
     def request(self, method, url, body, headers):
