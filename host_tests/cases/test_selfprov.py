@@ -244,24 +244,25 @@ def test_423_waits_backoff_max_and_other_failures_back_off():
 def test_a_423_hold_is_kept_across_a_restart():
     # on init (an empty store), and on complete (the operation is resumed, its code the
     # same): a restart during the hold calls no sooner than backoff_max_s after the 423
-    for first in ((problem(423),), (op(1, life=DAY), problem(423))):
+    for with_op in (False, True):
+        first = (op(1, life=DAY), problem(423)) if with_op else (problem(423),)
         rig = zero_touch(*first, backoff_max_s=7200)
         rig.r.step()
-        if len(first) == 2:
+        if with_op:
             rig.run_until_due()
         held = rig.clock.now()  # the 423's time
         assert rig.r.due_in() >= 7200
         rig.clock.advance(3600)
         again = rig.restart(op(2))  # mid-hold
         assert again.r.state == PROVISIONING and again.r.token is None
-        assert again.r.due_in() >= held + 7200 - again.clock.now(), first
+        assert again.r.due_in() >= held + 7200 - again.clock.now(), with_op
         again.r.step()
         assert again.http.calls == []  # nothing called before the hold's end
         again.run_until_due()
         assert again.clock.now() >= held + 7200 and len(again.http.calls) == 1
         call = again.calls()[0][1]
-        assert call == ("complete" if len(first) == 2 else "init"), call
-        if len(first) == 2:
+        assert call == ("complete" if with_op else "init"), call
+        if with_op:
             assert again.r.status()["verification_code"] == "CODE-0001"  # resumed
         later = again.restart()  # the hold is over: no wait for it again
         assert later.r.due_in() <= 5
