@@ -88,7 +88,7 @@ def test_timer_wake_keeps_the_boot_delay_instead_of_drawing_another(board: FakeB
     assert second <= first  # the same wake-up time, not a fresh random delay
 
 
-class Slept(Exception):
+class Slept(BaseException):  # not an Exception: main.py would take it for a failed boot
     pass
 
 
@@ -111,3 +111,31 @@ def test_sleep_none_never_calls_lightsleep(board: FakeBoard, monkeypatch: pytest
     assert not [c for c in board.calls if c[0] in ("lightsleep", "deepsleep")], board.calls
     assert 3590_000 <= asked[0] <= 3600_000
     assert board.rtc_memory == b""  # nothing kept for a deep-sleep wake that never comes
+
+
+
+def test_a_fault_out_of_a_boot_is_one_line_and_a_boot_again(board: FakeBoard, capsys: Any,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    # an ESP32 radio whose active(True) raises, three boots running: each is one line and
+    # a boot again, after waits that grow; the fourth joins, and sleeps until the refresh
+    store_token(due=int(time.time()) + 3600)
+    board.active_errors = 3
+    from board import sleep
+
+    waited: list[int] = []
+    monkeypatch.setattr(sleep, "time", type("T", (), {"sleep_ms": staticmethod(waited.append)}))
+    ms = boot(board)
+    assert waited == [1000, 4000, 16000] and 3590_000 <= ms <= 3600_000
+    said = [ln for ln in capsys.readouterr().out.splitlines() if "board:" in ln]
+    assert said == ["[regtoken] board: OSError Wifi Internal Error; again in %d s" % w
+                    for w in (1, 4, 16)]
+    assert board.rtc_memory and board.rtc_memory.startswith(b"healthy ")
+
+
+def test_a_config_error_on_a_board_still_stops_it(board: FakeBoard, capsys: Any) -> None:
+    with open("config.json", "w") as f:
+        json.dump({"api_url": "https://127.0.0.1:9", "wifi": WIFI, "ca_file": "none.der"}, f)
+    assert load_main().main() == 2  # boot.py's ConfigError (no such ca_file), not a retry
+    out = capsys.readouterr().out
+    assert "stopped:" in out and "'ca_file'" in out and "board:" not in out, out

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 
-class DeepSleep(Exception):
-    """machine.deepsleep() never returns on a board: it reboots into main.py."""
+class DeepSleep(BaseException):
+    """machine.deepsleep() never returns on a board: it reboots into main.py. Not an
+    Exception: main.py retries a boot that raises one (a reboot is not a failure)."""
 
 
 class FakeTime:
@@ -40,6 +41,7 @@ class FakeBoard:
         self.working_connect: int | None = 1
         self.link_delay_ms = 500
         self.connect_errors = 0  # the first N connect() calls raise OSError
+        self.active_errors = 0  # the first N active(True) calls raise OSError (an ESP32 radio)
         self.disconnect_raises = False  # a driver that refuses to drop a link it lacks
         self.connects = 0
         self.link_up_at: int | None = None
@@ -80,8 +82,11 @@ class FakeBoard:
 
             def active(self, on: bool | None = None) -> bool:
                 if on is not None:
-                    self._active = on
                     board.calls.append(("active", on))
+                    if on and board.active_errors:
+                        board.active_errors -= 1
+                        raise OSError("Wifi Internal Error")
+                    self._active = on
                 return self._active
 
             def isconnected(self) -> bool:
