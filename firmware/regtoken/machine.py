@@ -65,20 +65,32 @@ class Machine:
                 self._fail("transport", "transport: %s %s" % (type(a).__name__, a))
             else:
                 c = self.clock
+                now = c.now()
                 if not c.trusted:
                     t = policy.http_date(a[1].get("date"))
-                    if t:
+                    # never back past what is known to have passed (the clock floor, boot.py),
+                    # nor 20 years on: a server's clock gone wrong must not set ours
+                    if t and now <= t < now + 631152000:
                         c.set(t)
                         self.log("clock: set from the server's Date header")
-                now = c.now()
+                        now = t
                 kind, tok, exp, retry, why = classify(a[0], a[1], a[2], now)
                 cur = self.rec
                 if tok:  # rotated (201) or recovered (200)
                     if kind == RECOVERED:
                         self._counts["recoveries"] += 1
                         self.log("recovered (200): the unseen token was revoked")
-                    self._keep(Record(tok, NEVER if exp is None else exp, self._due(now, exp),
-                                      cur.seed), "rotated (%d)" % a[0])
+                    due = self._due(now, exp)
+                    w = 0
+                    if due and (not c.trusted or exp <= due):  # due 0: never expires
+                        # no clock to place the schedule on (no NTP, no usable Date), or
+                        # one by which the new token is dead already: not the schedule, nor
+                        # a spin, but the next refresh after a wait that grows like a backoff
+                        w = policy.backoff(self._wait, self.cfg["backoff_min_s"],
+                                           self.cfg["backoff_max_s"], self.rand())
+                        due = now + w + 1
+                    self._keep(Record(tok, NEVER if exp is None else exp, due, cur.seed),
+                               "rotated (%d)" % a[0], w)
                 elif kind == GONE:
                     cur.due = DEAD
                     if self._commit(cur):  # on as a boot goes on (refresher.py's _boot)
@@ -137,15 +149,16 @@ class Machine:
         except Exception as e:  # StoreError, or MemoryError inside the commit
             self.log("%s: %s" % ("store", e))  # "store: ...", in names it has
 
-    def _keep(self, rec, why):
-        # commit a new record, and only then use it
+    def _keep(self, rec, why, wait=0):
+        # commit a new record, and only then use it; `wait`: the backoff wait that set its
+        # due, which the next one grows from (0: its schedule)
         if not self._commit(rec):
             self._pending = rec
             return self._fail("store", why + ", kept in RAM")
         if self._pending:  # only then: an instance attribute (refresher.py)
             self._pending = None
         self._use(rec)
-        self._wait = 0
+        self._wait = wait
         self._counts["rotations"] += 1
         self.log("%s: committed %s, expires %s, next refresh in %s s" % (
             why, redact(rec.token), policy.iso(self.expires),

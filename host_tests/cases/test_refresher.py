@@ -381,6 +381,61 @@ def test_untrusted_clock_refreshes_and_learns_time_from_date_header():
     assert DAY <= rig.r.due_in() <= 2 * DAY - 600  # scheduled on the server's time
 
 
+
+def test_a_date_before_the_clock_floor_or_decades_ahead_sets_no_clock():
+    # a server's clock gone wrong: 1970 is before what the device knows has passed (the
+    # clock floor moved it to the release date), 9999 is no time at all; the next good
+    # Date sets it
+    from regtoken.boot import RELEASED
+
+    clock = VirtualClock(t=946684800, trusted=False)  # a cold ESP32 without NTP
+    dates = ("Thu, 01 Jan 1970 00:00:01 GMT", "Fri, 31 Dec 9999 23:59:59 GMT",
+             "Fri, 15 Jan 2027 08:00:00 GMT")
+    rig = Rig(*[issued(tok(i + 1), iso(T0 + DAY), headers={"date": d})
+                for i, d in enumerate(dates)], clock=clock)
+    assert clock.t == RELEASED
+    for i in range(2):
+        rig.run_until_due()
+        assert rig.r.token == tok(i + 1)  # the token is kept all the same
+        assert not clock.trusted and RELEASED <= clock.t < RELEASED + DAY
+    assert not [x for x in rig.lines if "Date header" in x]
+    rig.run_until_due()
+    assert clock.trusted and clock.t == T0 and rig.r.token == tok(3)
+
+
+def test_without_a_clock_the_next_refresh_is_a_growing_wait_not_the_schedule():
+    # no NTP and no Date: now is only the clock floor, maybe days behind, and a schedule
+    # placed on it could fall after the token's real expiry: a wait like a backoff instead
+    clock = VirtualClock(t=946684800, trusted=False)
+    rig = Rig(*[issued(tok(i + 1), iso(T0 + DAY)) for i in range(6)], clock=clock,
+              backoff_min_s=5, backoff_max_s=240, rnd=0.0)
+    waits = []
+    for _ in range(6):
+        rig.run_until_due()
+        assert rig.r.state == HEALTHY and rig.r.expires == T0 + DAY
+        waits.append(rig.r.due_in())
+    assert waits == [6, 21, 81, 241, 241, 241], waits  # at least doubles, to the cap
+    assert rig.stored().token == tok(6)
+
+
+def test_a_token_dead_on_arrival_does_not_make_the_device_spin():
+    # the server's clock and a trusted one disagree: each new token has expired already.
+    # Kept (the server rotated: the parent is in its grace period), and the next refresh
+    # waits like a backoff, not backoff_min_s every time
+    dead = [issued(tok(i + 1), iso(T0 - 3600)) for i in range(5)]
+    rig = Rig(*dead, issued(tok(9), iso(T0 + 3 * DAY)), backoff_min_s=5, backoff_max_s=240,
+              rnd=0.0)
+    waits = []
+    for _ in range(5):
+        rig.run_until_due()
+        assert rig.r.state == HEALTHY
+        waits.append(rig.r.due_in())
+    assert waits == [6, 21, 81, 241, 241], waits
+    assert rig.stored().token == tok(5)
+    rig.clock.advance(241)
+    rig.r.step()  # a token with a life again: its schedule, and the waits start over
+    assert rig.r.token == tok(9) and DAY <= rig.r.due_in() and rig.r._wait == 0
+
 def test_force_only_when_healthy():
     rig = Rig(issued(tok(1), iso(T0 + DAY)), issued(tok(2), iso(T0 + DAY)))
     rig.r.step()
