@@ -68,9 +68,10 @@ class Machine:
                 now = c.now()
                 if not c.trusted:
                     t = policy.http_date(a[1].get("date"))
-                    # never back past what is known to have passed (the clock floor, boot.py),
-                    # nor 20 years on: a server's clock gone wrong must not set ours
-                    if t and now <= t < now + 631152000:
+                    # not a day before what is known to have passed (the clock floor, boot.py:
+                    # a day for an RTC that ran fast before its last commit), nor 20 years on:
+                    # a server's clock gone wrong must not set ours
+                    if t and now - 86400 < t < now + 631152000:
                         c.set(t)
                         self.log("clock: set from the server's Date header")
                         now = t

@@ -385,12 +385,17 @@ def test_untrusted_clock_refreshes_and_learns_time_from_date_header():
 def test_a_date_before_the_clock_floor_or_decades_ahead_sets_no_clock():
     # a server's clock gone wrong: 1970 is before what the device knows has passed (the
     # clock floor moved it to the release date), 9999 is no time at all; the next good
-    # Date sets it
+    # Date sets it, and one an hour before the floor would too (an RTC that ran fast)
     from regtoken.boot import RELEASED
 
     clock = VirtualClock(t=946684800, trusted=False)  # a cold ESP32 without NTP
     dates = ("Thu, 01 Jan 1970 00:00:01 GMT", "Fri, 31 Dec 9999 23:59:59 GMT",
              "Fri, 15 Jan 2027 08:00:00 GMT")
+    assert RELEASED == 1796083200  # the hour before it: 2026-11-30 23:00
+    early = Rig(issued(tok(1), iso(T0), headers={"date": "Mon, 30 Nov 2026 23:00:00 GMT"}),
+                clock=VirtualClock(t=946684800, trusted=False))
+    early.r.step()
+    assert early.clock.trusted and early.clock.t == RELEASED - 3600
     rig = Rig(*[issued(tok(i + 1), iso(T0 + DAY), headers={"date": d})
                 for i, d in enumerate(dates)], clock=clock)
     assert clock.t == RELEASED
