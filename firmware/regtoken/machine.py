@@ -171,8 +171,9 @@ class Machine:
         for cb in cbs:
             try:
                 cb(a, b)
-            except Exception as e:  # the application's bug must not stop the refresher
-                self.log("callback: %s %s" % (type(e).__name__, e))
+            except Exception as e:  # the application's bug must not stop the refresher;
+                # its text in 48 characters: it may quote the token it was given
+                self.log("callback: %s %.48s" % (type(e).__name__, e))
 
     def _set(self, state, due, why, reason=None):
         self._next = due  # the next attempt (None: none)

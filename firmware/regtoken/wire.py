@@ -245,8 +245,11 @@ class Wire:
             else:
                 body = bytes(mv[:min(n, want)])
             self.ans = st, h, body
-        except ValueError as e:  # mbedTLS: a failed verification; else a garbled answer
-            raise OSError(("TLS: " if out else "bad answer: ") + " ".join(str(e).split()))
+        except ValueError as e:  # mbedTLS: a failed verification; else a garbled answer,
+            # said in 48 characters: its text may quote the answer (int() of a chunk size
+            # quotes the line, which can be a whole token object)
+            v = " ".join(str(e).split())
+            raise OSError("TLS: " + v if out else "bad answer: %.48s" % v)
         finally:
             p.unregister(s)
             s.close()

@@ -615,6 +615,19 @@ def test_raising_callbacks_are_logged_and_do_not_stop_it():
         assert len([x for x in rig.lines if x.startswith("callback: ")]) >= 4, name
 
 
+
+def test_a_callback_that_quotes_the_token_is_logged_in_48_characters():
+    rig = Rig(issued(tok(1), iso(T0 + DAY)))
+
+    def quoting(token, exp):
+        raise RuntimeError("tok " + token)  # an application's message, with the token
+
+    rig.r.on_token(quoting)
+    rig.r.step()
+    said = [x for x in rig.lines if x.startswith("callback: ")]
+    assert said == ["callback: RuntimeError " + ("tok " + tok(1))[:48]], said
+    assert len(tok(1)) > 44 and tok(1) not in said[0]
+
 def test_memory_error_in_the_commit_is_a_failed_attempt():
     for name, drive in _drivers():
         fs = MemoryErrorFS()

@@ -345,6 +345,17 @@ def test_broken_answers_are_errors_not_crashes():
         raises(OSError, read, Sock(data))
 
 
+
+def test_a_bad_answer_never_quotes_a_token_it_carries():
+    # a 201 that says chunked but carries the token object plain: int() of the "chunk size"
+    # quotes the line, which is the whole object; the error says 48 characters of it at most
+    tok = "eyJ" + "A1b2C3d4" * 30
+    body = b'{"registrationToken": "%s", "expirationTime": null}' % tok.encode()
+    for head in (b"Transfer-Encoding: chunked\r\n", b"Content-Length: %s\r\n" % tok[:200].encode()):
+        e = raises(OSError, read, Sock(http(head, body + b"\r\n0\r\n\r\n", False)))
+        assert str(e).startswith("bad answer: ") and len(str(e)) <= 12 + 48, str(e)
+        assert tok[:12] not in str(e)
+
 def test_urls_with_ipv6_literals():
     assert wire.split_url("http://[::1]:8080") == (False, "::1", 8080, "/", "[::1]:8080")
     assert wire.split_url("https://[2001:db8::1]/v1/x") == (
