@@ -628,6 +628,30 @@ def test_a_callback_that_quotes_the_token_is_logged_in_48_characters():
     assert said == ["callback: RuntimeError " + ("tok " + tok(1))[:48]], said
     assert len(tok(1)) > 44 and tok(1) not in said[0]
 
+
+def test_a_410_is_final_even_when_booting_again_runs_out_of_heap():
+    # after a 410 the refresher goes on as a boot would (boot.py imported again): with no
+    # heap for that, it still never presents the refused token again
+    rig = Rig(issued(tok(1), iso(T0 + DAY)), problem(410), issued(tok(2), iso(T0 + DAY)))
+    rig.r.step()
+
+    def no_heap():
+        raise MemoryError("memory allocation failed, allocating 272 bytes")
+
+    rig.r.store.load = no_heap  # the first thing a boot reads
+    rig.r.force()
+    rig.r.step()
+    assert rig.stored().due == DEAD and rig.r.token is None
+    st = rig.r.status()
+    assert st["state"] == PROVISION and st["reason"] == "gone" and rig.r.due_in() is None
+    assert st["counts"]["failures"] == 1
+    for _ in range(3):
+        rig.clock.advance(3600)
+        rig.r.step()
+    assert len(rig.http.calls) == 2, rig.http.calls
+    assert [x for x in rig.lines if x.startswith("410: " + tok(1)[:6])]
+    assert [x for x in rig.lines if x.startswith("boot: MemoryError")]
+
 def test_memory_error_in_the_commit_is_a_failed_attempt():
     for name, drive in _drivers():
         fs = MemoryErrorFS()
