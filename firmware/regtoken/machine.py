@@ -170,8 +170,9 @@ class Machine:
         self.log("%s: committed %s, expires %s, next refresh in %s s" % (
             why, redact(rec.token), policy.iso(self.expires),
             rec.due - self.clock.now() if rec.due else NEVER))  # "-": none
-        self._emit(self._cbs[0], rec.token, self.expires)
+        # the state first: a callback sees it whole (status(), or force() from inside)
         self._set(HEALTHY, rec.due or None, why)
+        self._emit(self._cbs[0], rec.token, self.expires)
 
     def _emit(self, cbs, a, b):
         for cb in cbs:

@@ -652,6 +652,27 @@ def test_a_410_is_final_even_when_booting_again_runs_out_of_heap():
     assert [x for x in rig.lines if x.startswith("410: " + tok(1)[:6])]
     assert [x for x in rig.lines if x.startswith("boot: MemoryError")]
 
+
+def test_inside_on_token_the_state_is_whole_and_force_is_obeyed():
+    # after a failure, then the rotation: the callback sees healthy, the new schedule, and
+    # a force() it makes is the next attempt (it was overwritten by the schedule)
+    rig = Rig(problem(500), issued(tok(1), iso(T0 + DAY)), issued(tok(2), iso(T0 + DAY)))
+    seen = []
+
+    def cb(token, exp):
+        st = rig.r.status()
+        seen.append((st["state"], st["reason"], st["last_error"], st["next_attempt"]))
+        if token == tok(1):
+            seen.append(rig.r.force())
+
+    rig.r.on_token(cb)
+    rig.r.step()
+    rig.run_until_due()
+    assert seen[0][:3] == (HEALTHY, None, None) and seen[0][3] > rig.clock.now()
+    assert seen[1] is True and rig.r.due_in() == 0  # forced: due now, not at the schedule
+    rig.r.step()
+    assert rig.r.token == tok(2)
+
 def test_memory_error_in_the_commit_is_a_failed_attempt():
     for name, drive in _drivers():
         fs = MemoryErrorFS()
