@@ -93,7 +93,6 @@ class Machine:
                     self._keep(Record(tok, NEVER if exp is None else exp, due, cur.seed),
                                "rotated (%d)" % a[0], w)
                 elif kind == GONE:
-                    self._counts["failures"] += 1
                     self.log("410: %s refused for good" % redact(cur.token))
                     cur.due = DEAD
                     self._use(cur)  # never presented again, whatever fails below
@@ -101,10 +100,9 @@ class Machine:
                         try:
                             return self._boot()
                         except Exception as e:  # no heap to import boot.py again: as
-                            self.log("boot: %s %.48s" % (type(e).__name__, e))  # below
+                            self.log("%s: %s" % (type(e).__name__, e))  # below
                     self._need("410: provision this device", GONE)
                 elif kind == FORBIDDEN:
-                    self._counts["failures"] += 1
                     w = self._wait = policy.floor(max(self.cfg["backoff_max_s"], retry),
                                                   self.rand())
                     cur.due, cur.why = now + w + 1, FORBIDDEN
