@@ -15,6 +15,7 @@ from conftest import ROOT
 PROBES = os.path.join(ROOT, "tools", "bench", "probes")
 ROWS = (
     "Minimum heap, 2 rotations over http (KiB)",
+    "Minimum heap, a restart on a stored token",
     "Heap allocated by one rotation",
     "Heap a rotation leaves allocated",
     "Heap the code keeps after import",

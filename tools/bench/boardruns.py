@@ -66,7 +66,7 @@ def make_board(who: str, board_dir: str, srv: RefServer, tls: CertFiles | None =
            "timeout_s": 5, "backoff_min_s": 1, **extra}
     if tls:
         cfg["ca_file"] = "ca.der"
-    if who != "baseline":  # firmware, app: as .mpy; firmware-py, app-py: as source
+    if who != "baseline":  # firmware, app, restart: as .mpy; firmware-py, app-py: as source
         layout(board_dir, cfg, mpy=not who.endswith("-py"))
         if who.startswith("app"):
             shutil.copy(APP, os.path.join(board_dir, "main.py"))
@@ -92,6 +92,12 @@ def run_board(who: str, heap_kib: int, plan: BenchPlan, tls: CertFiles | None = 
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, \
             serving(plan.lifetime, tls) as (srv, handshakes):
         board_dir = make_board(who, os.path.join(tmp, "board"), srv, tls)
+        if who == "restart":  # a first boot with heap to spare commits a token, then a cut
+            first = UnixBoard(board_dir, plan.micropython, heapsize="1M").start()
+            try:
+                first.wait_for(ROTATED, timeout=plan.probe_timeout)
+            finally:
+                first.stop(signal.SIGKILL)
         board = UnixBoard(board_dir, plan.micropython, heapsize="%dK" % heap_kib).start()
         try:
             why = watch(board, plan)

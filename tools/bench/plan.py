@@ -18,8 +18,10 @@ APP = os.path.join(ROOT, "examples", "sensor_app.py")
 BOARD_FILES = ("naive_baseline.py", "heap.py", "idle.py", "kept.py")
 WHO = ("firmware", "baseline")
 # Heap variants bisected beside the two programs: the package as source (a plain copy or a
-# mip install), and examples/sensor_app.py (asyncio, the refresher as a task) both ways.
-VARIANTS = ("firmware-py", "app", "app-py")
+# mip install), examples/sensor_app.py (asyncio, the refresher as a task) both ways, and a
+# restart: the firmware as .mpy booting on a token its first boot committed (a power cycle
+# of a provisioned device: the store's record is read at boot, at the heap's peak).
+VARIANTS = ("firmware-py", "app", "app-py", "restart")
 ROTATED = "rotated ("  # both programs log one such line per rotation
 ARCHS = ("xtensawin", "armv6m", "x64")
 KIB = 1024

@@ -57,7 +57,9 @@ def summary_rows(res: dict[str, Any], plan: BenchPlan) -> list[Row]:
             Row("heap_app", "Minimum heap, examples/sensor_app.py, .mpy (KiB)",
                 mins["app", "http"]["kib"], None, 44),
             Row("heap_app_py", "Minimum heap, examples/sensor_app.py, .py source (KiB)",
-                mins["app-py", "http"]["kib"], None, 64)]
+                mins["app-py", "http"]["kib"], None, 64),
+            Row("heap_restart", "Minimum heap, a restart on a stored token, .mpy (KiB)",
+                mins["restart", "http"]["kib"], None)]
     if plan.tls_heap:
         rows.append(Row("heap_tls", "Minimum heap over https (KiB; the firmware verifies the "
                         "server, the baseline cannot)", *both(lambda w: mins[w, "https"]["kib"])))
