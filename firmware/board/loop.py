@@ -21,7 +21,7 @@ def run(cfg):
         except regtoken.ConfigError:
             raise  # main.py says it and stops: only a person can fix the config
         except Exception as e:
-            log("board: %s %s; again in %d s" % (type(e).__name__, e, wait))
+            log("board: %s %.48s; again in %d s" % (type(e).__name__, e, wait))
             sleep.sleep(wait)
             wait = min(wait * 4, 256)
 
