@@ -21,9 +21,11 @@ def validate(raw, name="config"):
     cfg.update(raw)
     url = cfg["api_url"]
     try:
-        https, host, port = wire.split_url(url)[:3]
+        https, host, port, _, hp = wire.split_url(url)
+        # printable ASCII, no space (a CR LF would write headers of its own), and the port
+        # as digits alone (int() takes "+9" and "1_0")
         host = host and 0 < port < 65536 and url.split("://")[0] in ("http", "https") \
-            and " " not in url
+            and valid_token(url) and (":" not in hp or hp.endswith((":%d" % port, "]")))
     except Exception:
         host = https = 0
     if not https:

@@ -7,14 +7,20 @@ from .error import ConfigError
 
 def ca_file(cfg):
     """The ca_file's certificates as a list of DER blobs; ConfigError if it holds none."""
+    ca = None
     try:
         with open(cfg["ca_file"], "rb") as f:
             ca = f.read()
+        why = "holds no certificate"
+        ca = der(ca) if b"-----BEGIN" in ca else _split(ca)
     except OSError:
-        ca = b""
-    ca = der(ca) if b"-----BEGIN" in ca else _split(ca)
+        why = "cannot be read"
+    except ValueError:  # PEM whose base64 is cut short (a2b_base64: incorrect padding)
+        why, ca = "has broken base64", None
+    except MemoryError:  # it is read whole: it must fit the heap (a few certificates do)
+        why, ca = "is too large for the heap", None
     if not ca:
-        raise ConfigError("%s: 'ca_file' holds no certificate" % cfg["_from"])
+        raise ConfigError("%s: 'ca_file' %s" % (cfg["_from"], why))
     return ca
 
 

@@ -91,6 +91,12 @@ def test_ipv6_literals_accepted_and_broken_urls_refused():
                 "https://[::1]:70000/v1"):  # 99999 would reach port 34463
         refused("api_url", api_url=url)
     assert validate(cfg(api_url="http://h:65535"))["api_url"] == "http://h:65535"
+    # a CR LF would write a header of its own into every request, a tab or a newline lands
+    # in Host:, and int() reads "+9" and "1_0" as ports
+    for url in ("https://h/v1\r\nX-Injected: 1", "https://h\tost:9", "https://h:9\n",
+                "https://h:+9", "https://h:1_0", "https://h\x7f", "https://h:"):
+        refused("api_url", api_url=url)
+    assert validate(cfg(api_url="https://h:9/v1/x"))["api_url"] == "https://h:9/v1/x"
     # urequests cannot take an IPv6 literal: a config error, not an attempt failing forever
     e = raises(ConfigError, validate, {"api_url": "http://[::1]:8080", "transport": "urequests"})
     assert "'transport'" in str(e)

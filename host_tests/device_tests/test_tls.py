@@ -163,14 +163,23 @@ def test_a_ca_file_without_a_usable_certificate_stops_the_device(
         rigs: Any, pki: dict[str, Any], tmp_path: Any) -> None:
     # mbedTLS refuses the file's contents: a config error naming the key (exit 2), not a
     # traceback, and the store is left as it was
+    import base64
+
     pem = b"-----BEGIN CERTIFICATE-----\nAAAAjunk\n-----END CERTIFICATE-----\n"
-    for name, data in (("junk.der", b"0\x82\x01\x00" + b"junk" * 64), ("junk.pem", pem)):
+    with open(pki["ca_der"], "rb") as f:  # the right CA as PEM, its base64 cut short
+        cut = base64.b64encode(f.read())[:-41]
+    cut = b"-----BEGIN CERTIFICATE-----\n" + cut + b"\n-----END CERTIFICATE-----\n"
+    huge = pem * (4 * 1024 * 1024 // len(pem))  # 4 MB: more than the port's whole heap
+    for name, data, said in (("junk.der", b"0\x82\x01\x00" + b"junk" * 64, "certificate"),
+                             ("junk.pem", pem, "certificate"),
+                             ("cut.pem", cut, "broken base64"),
+                             ("huge.pem", huge, "too large for the heap")):
         (tmp_path / name).write_bytes(data)
         rig = rigs(tls=pki["good"], ca=tmp_path / name)
         before = store_files(rig.dir)
         b = rig.boot()
         assert b.wait_exit() == 2, b.lines()
-        assert any("stopped:" in ln and "'ca_file'" in ln and "certificate" in ln
+        assert any("stopped:" in ln and "'ca_file'" in ln and said in ln
                    for ln in b.lines()), b.lines()
         assert b.count("refresh:") == 0 and b.count("Traceback") == 0
         assert store_files(rig.dir) == before and rig.requests() == []
