@@ -83,6 +83,17 @@ class Machine:
                         self.log("recovered (200): the unseen token was revoked")
                     due = self._due(now, exp)
                     w = 0
+                    if due and exp <= due and c.trusted:
+                        # dead on arrival by a clock set (by NTP, or a Date gone wrong):
+                        # the server's clock decides its tokens, so its Date sets ours when
+                        # by it the token is alive (and it is not before 1796083200, this
+                        # release: boot.py's RELEASED)
+                        t = policy.http_date(a[1].get("date"))
+                        if t and 1796083200 <= t < exp:
+                            c.set(t)
+                            self.log("clock: set from the server's Date header")
+                            now = t
+                            due = self._due(now, exp)
                     if due and (not c.trusted or exp <= due):  # due 0: never expires
                         # no clock to place the schedule on (no NTP, no usable Date), or
                         # one by which the new token is dead already: not the schedule, nor

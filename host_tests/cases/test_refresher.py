@@ -441,6 +441,25 @@ def test_a_token_dead_on_arrival_does_not_make_the_device_spin():
     rig.r.step()  # a token with a life again: its schedule, and the waits start over
     assert rig.r.token == tok(9) and DAY <= rig.r.due_in() and rig.r._wait == 0
 
+
+def test_a_clock_by_which_new_tokens_are_dead_takes_the_servers_date():
+    # a clock set years ahead (a Date gone wrong was taken, or NTP lied): each new token is
+    # dead on arrival by it. The server's clock decides its tokens: its Date sets ours when
+    # by it the token is alive, and the schedule follows. A Date before this release, or
+    # one by which the token is dead too, sets nothing (the waits grow instead)
+    ahead = VirtualClock(t=T0 + 5 * 365 * DAY)
+    date = {"date": "Fri, 15 Jan 2027 08:00:00 GMT"}  # T0
+    rig = Rig(issued(tok(1), iso(T0 + DAY), headers=date), clock=ahead, rnd=0.0)
+    rig.r.step()
+    assert ahead.t == T0 and rig.r.token == tok(1)
+    assert DAY // 2 <= rig.r.due_in() < DAY  # its schedule, not a backoff wait
+    assert [x for x in rig.lines if "Date header" in x]
+    for d in ("Thu, 01 Jan 1970 00:00:01 GMT", "Sat, 16 Jan 2027 08:00:00 GMT"):
+        wrong = Rig(issued(tok(1), iso(T0 + 3600), headers={"date": d}),
+                    clock=VirtualClock(t=T0 + 7200), rnd=0.0, backoff_min_s=5)
+        wrong.r.step()
+        assert wrong.clock.t == T0 + 7200 and wrong.r.due_in() == 6, d
+
 def test_force_only_when_healthy():
     rig = Rig(issued(tok(1), iso(T0 + DAY)), issued(tok(2), iso(T0 + DAY)))
     rig.r.step()
