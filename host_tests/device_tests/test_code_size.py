@@ -12,17 +12,16 @@ from conftest import ROOT
 PACKAGE = os.path.join(ROOT, "firmware", "regtoken")
 BUDGET = 12288  # the whole package, self-provisioning and policy growth included
 GUARD = 19650  # today (19,599: 17,867 when the pure rules and the default edges became one
-# module each, then 2026-12-01's fixes: interim answers and chunk framing in wire, reads
-# that intern no names, a boot that cannot die on its record, the contract's import, CA and
-# poll-gap rules; 2026-12-02's: RFC 9112's framing rules for Transfer-Encoding and two
-# Content-Lengths, a 423 hold kept across a restart, the port's range in api_url, a
-# store_dir that is no directory said at boot, DER certificates one after another in
-# ca_file; the Date an unset clock may take, no schedule without a clock or for a token
-# dead on arrival, errors said in 48 characters, a 410 final when the boot after it
-# fails; a ca_file cut short or too large for the heap a config error, api_url's
-# control characters and odd ports refused, a new token dead by our clock but alive by the
-# server's Date sets the clock, a ca_file bounded to 16 KB), plus a margin: may shrink; grows only for a
-# measured gain, said in the commit
+# module each, then 2026-12-01's fixes: interim answers and chunk framing in wire, reads that
+# intern no names, a boot that cannot die on its record, the contract's import, CA and poll-gap
+# rules; 2026-12-02's: RFC 9112's framing rules for Transfer-Encoding and two Content-Lengths,
+# a 423 hold kept across a restart, the port's range in api_url, a store_dir that is no
+# directory said at boot, DER certificates one after another in ca_file; the Date an unset
+# clock may take, no schedule without a clock or for a token dead on arrival, errors said in 48
+# characters, a 410 final when the boot after it fails; a ca_file cut short a config
+# error, api_url's control characters and odd ports refused, a new token dead
+# by our clock but alive by the server's Date sets the clock, a ca_file bounded to 16 KB), plus
+# a margin: may shrink; grows only for a measured gain, said in the commit
 
 
 def mpy_total() -> dict[str, int]:
