@@ -5,7 +5,7 @@
 from . import policy, wire
 from .edges import redact
 from .error import ConfigError
-from .machine import HEALTHY
+from .machine import BACKOFF, HEALTHY
 from .policy import FORBIDDEN, GONE, iso
 from .store import NEVER, UNKNOWN, Record, fingerprint
 
@@ -87,10 +87,12 @@ def boot(r):
             r._need("no token", "empty")
         elif rec.due < 0:
             r._need("410: provision this device", GONE)
-        elif rec.due > now and rec.why == FORBIDDEN:
-            # kept by an unset clock too: moved to at least the hold's start (its
-            # commit), it waits the rest of the hold or longer, never less
-            r._set(FORBIDDEN, rec.due, "403 hold", FORBIDDEN)
+        elif rec.due > now and rec.why != NEVER:
+            # a hold the server set (a 403's, or a Retry-After's), kept by an unset clock
+            # too: moved to at least the hold's start (its commit), it waits the rest of
+            # the hold or longer, never less
+            r._set(FORBIDDEN if rec.why == FORBIDDEN else BACKOFF, rec.due, rec.why + " hold",
+                   rec.why)
         elif rec.exp != NEVER and not c.trusted:
             r._set(HEALTHY, now, "clock unknown: refresh at once")  # for the Date header
         elif rec.due > now:

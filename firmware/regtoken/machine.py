@@ -122,6 +122,9 @@ class Machine:
                               FORBIDDEN)
                 else:
                     self._fail(kind, why, retry)
+                    if retry:  # the server's floor outlives a restart, as a 403's hold
+                        cur.due, cur.why = self._next, kind
+                        self._commit(cur)
         except Exception as e:  # MemoryError too
             try:
                 if self._prov:  # a failed provisioning call: polled again by its own rules

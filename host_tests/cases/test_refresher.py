@@ -368,6 +368,28 @@ def test_a_403_hold_survives_a_restart_with_an_unset_clock():
     assert again.http.presented() == tok(0) and again.r.token == tok(1)
 
 
+def test_a_retry_after_outlives_a_restart_and_a_plain_failure_writes_nothing():
+    # a fleet throttled (412) or told to wait by a 503 and then power-cycled together must
+    # not come back before the server's time: the floor is committed like a 403's hold. A
+    # failure without one commits nothing (no flash wear per retry)
+    rig = Rig(problem(503), problem(412, {"retry-after": "900"}), backoff_min_s=5, rnd=0.0)
+    rig.r.step()
+    writes = rig.fs.writes
+    assert rig.r.state == BACKOFF and rig.stored().why == "-"
+    rig.run_until_due()
+    assert rig.fs.writes > writes and rig.r.due_in() == 901
+    assert rig.stored().due == rig.r.status()["next_attempt"]
+    rig.clock.advance(600)
+    again = rig.restart(issued(tok(1)))  # mid-hold
+    assert again.r.state == BACKOFF and again.r.status()["reason"] == "throttled"
+    assert again.r.due_in() == 301 and again.r.step() == 301 and again.http.calls == []
+    again.run_until_due()
+    assert again.http.presented() == tok(0) and again.r.token == tok(1)
+    assert again.stored().why == "-" and again.r.state == HEALTHY
+    later = again.restart()  # the hold is over and the new record has none
+    assert later.r.state == HEALTHY and later.r.due_in() > 0
+
+
 def test_untrusted_clock_refreshes_and_learns_time_from_date_header():
     clock = VirtualClock(t=946684800 + 100, trusted=False)  # a cold ESP32 without NTP
     fs = MemFS()
