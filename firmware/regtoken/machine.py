@@ -179,9 +179,9 @@ class Machine:
         self._use(rec)
         self._wait = wait
         self._counts["rotations"] += 1
-        self.log("%s: committed %s, expires %s, next refresh in %s s" % (
+        self.log("%s: committed %s, expires %s, next refresh %s" % (
             why, redact(rec.token), policy.iso(self.expires),
-            rec.due - self.clock.now() if rec.due else NEVER))  # "-": none
+            "in %d s" % (rec.due - self.clock.now()) if rec.due else "never"))
         # the state first: a callback sees it whole (status(), or force() from inside)
         self._set(HEALTHY, rec.due or None, why)
         self._emit(self._cbs[0], rec.token, self.expires)

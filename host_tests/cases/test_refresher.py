@@ -122,12 +122,14 @@ def test_refresh_point_between_half_life_and_latest():
         rig.r.step()
         wait = rig.r.due_in()
         assert DAY // 2 <= wait <= DAY - 600
+        assert rig.lines[-1].endswith(", next refresh in %d s" % wait), rig.lines[-1]
 
 
 def test_null_expiration_is_never_refreshed_on_a_schedule():
     rig = Rig(issued(tok(1), None))
     assert rig.r.step() is None
     assert rig.r.due_in() is None and rig.r.expires is None
+    assert rig.lines[-1].endswith("expires never, next refresh never"), rig.lines[-1]
     rig2 = rig.restart()
     assert rig2.r.due_in() is None and rig2.r.token == tok(1)
 
