@@ -49,16 +49,18 @@ def rfc3339(s):
     if n > 19 and b[4] == b[7] == 45 and (b[10] | 32 == 116 or b[10] == 32) \
             and b[13] == b[16] == 58:
         mo = _num(b, 5, 13)
-        d = _num(b, 8, 32)
-        t = (days(_num(b, 0, 100) * 100 + _num(b, 2, 100), mo, d) * 24 + _num(b, 11, 24)) \
-            * 3600 + _num(b, 14, 60) * 60 + _num(b, 17, 61)
+        y = _num(b, 0, 100) * 100 + _num(b, 2, 100)
+        d = days(y, mo, _num(b, 8, 32))
+        t = (d * 24 + _num(b, 11, 24)) * 3600 + _num(b, 14, 60) * 60 + _num(b, 17, 61)
         i = 19  # a leap second passes as :60
         if b[19] == 46:  # "."
             i = 20
             while i < n - 1 and 48 <= b[i] <= 57:  # digits; the zone follows, unread
                 i += 1
         n -= i
-        if not mo * d or i == 20:  # month or day 0, a fraction without a digit
+        # month 0, day 0 or past the month's end (days() of month 13 is next January's),
+        # a fraction without a digit
+        if not mo or b[9] == b[8] == 48 or d >= days(y, mo + 1, 1) or i == 20:
             raise ValueError
         if n == 1 and b[i] | 32 == 122:  # "Z" or "z"
             return t

@@ -46,6 +46,20 @@ def test_fields_out_of_range_are_refused():
         raises(ValueError, rfc3339, s)
 
 
+def test_a_day_past_its_months_end_is_refused():
+    # not moved into the next month: a server that says Feb 30 says nothing
+    for s in ("2023-02-29T00:00:00Z", "2100-02-29T00:00:00Z", "2024-02-30T00:00:00Z",
+              "2024-04-31T00:00:00Z", "2024-06-31T00:00:00Z", "2024-09-31T00:00:00Z",
+              "2024-11-31T00:00:00Z"):
+        raises(ValueError, rfc3339, s)
+    lengths = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # 2024, a leap year
+    for m, n in enumerate(lengths, 1):
+        last = rfc3339("2024-%02d-%02dT00:00:00Z" % (m, n))
+        assert rfc3339("2024-%02d-01T00:00:00Z" % (m % 12 + 1)) - last == 86400 or m == 12
+    assert rfc3339("2000-02-29T12:00:00+01:00") == 951822000
+    assert rfc3339("2024-12-31T23:59:59Z") + 1 == rfc3339("2025-01-01T00:00:00Z")
+
+
 def test_separators_and_digits_are_exact():
     for s in ("2024/11/28T14:03:07Z", "2024-11-28X14:03:07Z", "2024-11-28T14-03-07Z",
               "2024-11-28T14:03:07,5Z", "2024-11-28T14:03:07+01-00", "2024-11-28T14:03:07.5",
