@@ -87,7 +87,7 @@ def boot(r):
             r._need("no token", "empty")
         elif rec.due < 0:
             r._need("410: provision this device", GONE)
-        elif rec.due > now and rec.why != NEVER:
+        elif rec.due > now and rec.why != "-":  # "-": no hold (store.py's Record)
             # a hold the server set (a 403's, or a Retry-After's), kept by an unset clock
             # too: moved to at least the hold's start (its commit), it waits the rest of
             # the hold or longer, never less

@@ -49,9 +49,10 @@ def rfc3339(s):
     if n > 19 and b[4] == b[7] == 45 and (b[10] | 32 == 116 or b[10] == 32) \
             and b[13] == b[16] == 58:
         mo = _num(b, 5, 13)
+        d = _num(b, 8, 32)
         y = _num(b, 0, 100) * 100 + _num(b, 2, 100)
-        d = days(y, mo, _num(b, 8, 32))
-        t = (d * 24 + _num(b, 11, 24)) * 3600 + _num(b, 14, 60) * 60 + _num(b, 17, 61)
+        e = days(y, mo, d)
+        t = (e * 24 + _num(b, 11, 24)) * 3600 + _num(b, 14, 60) * 60 + _num(b, 17, 61)
         i = 19  # a leap second passes as :60
         if b[19] == 46:  # "."
             i = 20
@@ -60,7 +61,7 @@ def rfc3339(s):
         n -= i
         # month 0, day 0 or past the month's end (days() of month 13 is next January's),
         # a fraction without a digit
-        if not mo or b[9] == b[8] == 48 or d >= days(y, mo + 1, 1) or i == 20:
+        if not mo * d or e >= days(y, mo + 1, 1) or i == 20:
             raise ValueError
         if n == 1 and b[i] | 32 == 122:  # "Z" or "z"
             return t
