@@ -217,7 +217,7 @@ def _expiration(value: Any) -> str | None:
     except ValueError:
         raise ProvisionError("initial_expiration: %r is not an RFC 3339 date-time "
                              "(2024-11-28T14:03:07.316Z) or null" % (value,)) from None
-    try:  # the device does not check the calendar; a typo here would live for years
+    try:  # what the device's parser lets by (a leap second's :60) is not written to a board
         datetime.datetime.fromisoformat(value.upper().replace("Z", "+00:00").replace(" ", "T"))
     except ValueError:
         raise ProvisionError("initial_expiration: %r is not a real date-time" % value) from None
