@@ -28,9 +28,8 @@ async def astep(self):
         finally:
             self._sleeper = None
     if self.due_in() == 0:
-        if self._pending:
-            a = self._pending
-        else:
+        a = self._todo()
+        if a is False:
             try:
                 m, u, b, h = self._request()
                 a = await self.http.arequest(m, u, b, h)

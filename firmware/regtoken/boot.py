@@ -18,8 +18,11 @@ def boot(r):
     https = u[:6] == "https:"
     # at every boot (state None: not again after a 410), http too: the config is one step
     # from https
-    if not cfg["tls_verify"] and r.state is None:
-        log("WARNING: tls_verify is false: the server is not checked")
+    if r.state is None:
+        if not cfg["tls_verify"]:
+            log("WARNING: tls_verify is false: the server is not checked")
+        if cfg["reprovision"] and not cfg["provisioning_token"]:  # the contract's rule: off
+            log("WARNING: reprovision needs a provisioning_token")
     if not r.http:
         if cfg["transport"] == "wire":
             w = r.http = wire.Wire(cfg["timeout_s"])
@@ -108,4 +111,4 @@ def boot(r):
             r._set(HEALTHY, now + policy.boot_delay(now, rec.exp, r.rand()), "overdue")
     except Exception as e:  # a record this code cannot place must not stop every boot
         log("boot: %s: %s" % (type(e).__name__, e))
-        r._set(HEALTHY, now, "refresh at once")
+        r._set(HEALTHY if r.token else BACKOFF, now, "refresh at once", "error")

@@ -25,7 +25,8 @@ def validate(raw, name="config"):
         # printable ASCII, no space (a CR LF would write headers of its own), and the port
         # as digits alone (int() takes "+9" and "1_0")
         host = host and 0 < port < 65536 and url.split("://")[0] in ("http", "https") \
-            and valid_token(url) and (":" not in hp or hp.endswith((":%d" % port, "]")))
+            and valid_token(url) and (":" not in hp or hp.endswith((":%d" % port, "]"))) \
+            and not ("?" in url or "#" in url)  # the call's path is appended to it
     except Exception:
         host = https = 0
     if not https:
@@ -39,7 +40,7 @@ def validate(raw, name="config"):
         why = None
         if k == "api_url":
             if not host:
-                why = "an http(s):// URL (a port, if any, from 1 to 65535)"
+                why = "an http(s):// URL (a port, if any, from 1 to 65535; no ? or #)"
         elif k == "initial_expiration":
             try:
                 cfg[k] = rfc3339(v)
@@ -91,10 +92,17 @@ def load(path):
     import json
 
     try:
-        with open(path) as f:
-            raw = json.load(f)
+        with open(path, "rb") as f:  # bytes: bad UTF-8 is bad JSON, not a traceback
+            s = f.read(4097)  # no more: a bigger file's objects would take the heap
     except OSError:
         raise ConfigError(path + ": missing or unreadable")
-    except ValueError:
-        raise ConfigError(path + ": not valid JSON")
+    why = "over 4096 bytes" if len(s) > 4096 else None
+    if not why:
+        try:
+            raw = json.loads(s)
+        except Exception:  # ValueError; MemoryError or RecursionError: nested too deep
+            why = "not valid JSON" + (" (it starts with a BOM)" if s[:3] == b"\xef\xbb\xbf"
+                                      else "")
+    if why:
+        raise ConfigError(path + ": " + why)
     return validate(raw, path)

@@ -57,7 +57,9 @@ class Machine:
         # act on an answer (status, headers, body), the exception the call raised, or the
         # record to commit again; whatever goes wrong is a failed attempt
         try:
-            if isinstance(a, Record):
+            if a is None:  # no token, no provisioning: boot's or a 410's went wrong
+                self._need("no token", GONE if self.rec else "empty")
+            elif isinstance(a, Record):
                 self._keep(a, "commit retry")
             elif self._prov:
                 self._prov.settle(a)
@@ -138,7 +140,7 @@ class Machine:
         if self.cfg["reprovision"] and self.cfg["provisioning_token"]:
             from .selfprov import Provisioner
 
-            self._prov = Provisioner(self)
+            self._prov = Provisioner(self, reason)
         else:
             self._set(PROVISION, None, why, reason)
 
@@ -164,6 +166,8 @@ class Machine:
         try:
             rec.at = self.clock.now()
             self.store.commit(rec)
+            if self._pending is rec:  # the pending record in use, committed with a hold
+                self._pending = None
             return True
         except Exception as e:  # StoreError, or MemoryError inside the commit
             self.log("%s: %s" % ("store", e))  # "store: ...", in names it has
@@ -173,6 +177,12 @@ class Machine:
         # due, which the next one grows from (0: its schedule)
         if not self._commit(rec):
             self._pending = rec
+            if rec.due and rec.due <= self.clock.now():
+                # its own refresh is due and the flash still refuses it: it is the token
+                # now, presented from RAM (refresher.py's _todo), or it expires unseen and
+                # the device is dead even without a power cut; the token on flash is its
+                # parent, revoked once the server rotates it (a cut then needs provisioning)
+                self._use(rec)
             return self._fail("store", why + ", kept in RAM")
         if self._pending:  # only then: an instance attribute (refresher.py)
             self._pending = None

@@ -71,10 +71,17 @@ class Refresher(Machine):
         n = self._next
         return None if n is None else max(0, n - self.clock.now())
 
+    def _todo(self):
+        # what a due step does: the commit of the pending record again; the call (False);
+        # or, with neither a token nor a provisioning (a boot that failed), _need again
+        # (None). A pending record in use (machine.py's _keep) is presented, not committed
+        a = self._pending
+        return a if a and a is not self.rec else (False if self.token or self._prov else None)
+
     def step(self):
         if self.due_in() == 0:
-            a = self._pending
-            if not a:
+            a = self._todo()
+            if a is False:
                 try:
                     m, u, b, h = self._request()  # not *args: a call through * costs heap
                     a = self.http.request(m, u, b, h)

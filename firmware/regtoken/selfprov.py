@@ -28,9 +28,18 @@ def token_object(body):
     raise ValueError
 
 
+def _cancelled(body):
+    """Whether a problem's `type` ends with provisioningOperationCancelled (not the word
+    anywhere: a `detail` may quote it). Read from the bytes, not parsed: a document cut at
+    the answer buffer's end still has its type, which comes first."""
+    p = body[body.find(b'"type"'):].split(b'"')  # ["", "type", ":", the type, ...]
+    return len(p) > 3 and p[2].strip() == b":" and p[3].endswith(b"provisioningOperationCancelled")
+
+
 class Provisioner:
-    def __init__(self, r):
+    def __init__(self, r, reason):
         self.r = r
+        self.reason = reason  # why there is no token (status()'s reason): empty or gone
         rec = r.rec  # None, refused (DEAD) or a stored operation (OP)
         self.seed = rec.seed if rec else "-"
         self.id = self.code = self.exp = None
@@ -43,7 +52,8 @@ class Provisioner:
             at = max(at, rec.at + r.cfg["backoff_max_s"] + 1)  # its commit (the clock floor
             # moved an unset clock to at least that time)
         r._wait = 0
-        r._set(PROVISIONING, at, "resumed, code %s" % self.code if self.id else "no token")
+        r._set(PROVISIONING, at, "resumed, code %s" % self.code if self.id else "no token",
+               reason)
 
     def request(self):
         r = self.r
@@ -77,7 +87,9 @@ class Provisioner:
                         o = json.loads(body)
                         i, code = o["provisioningOperationId"], o["verificationCode"]
                         exp = rfc3339(o["expirationTime"])
-                        if not (valid_token(i) and valid_token(code) and exp):
+                        # expired already: an init again, at the next backoff, not every
+                        # backoff_min_s with a commit and a new code each time
+                        if not (valid_token(i) and valid_token(code) and exp and exp > now):
                             raise ValueError
                         rec = Record(i + " " + code, exp, OP, self.seed)  # stored before shown
                         self.id, self.code, self.exp = i, code, exp
@@ -91,11 +103,13 @@ class Provisioner:
                         due = r._due(now, exp) if r.clock.trusted else now
                         return r._keep(Record(tok, NEVER if exp is None else exp, due,
                                               self.seed), "provisioned (%d)" % st)
-                elif st == 401 or st == 410 and b'provisioningOperationCancelled"' in body:
+                elif st == 401 or st == 410 and _cancelled(body):
                     r._prov = None
                     why = "401: fix provisioning_token in config.json"
+                    self.reason = "unauthorized"
                     if st == 410:
                         why = "cancelled by an operator: restart"
+                        self.reason = "cancelled"
                         if self.id:  # a restart must not resume it
                             rec = Record(self.id, self.exp, DEAD, self.seed)
                     hi = None  # stop
@@ -104,7 +118,8 @@ class Provisioner:
                     r._wait = 0
                     why = "410: new init"
                 elif st == 423:  # workspace disabled: a hold kept across a restart (the
-                    retry = max(retry, hi)  # operation, or a record with no token, marked)
+                    lo = policy.floor(max(retry, hi), r.rand())  # operation, or a record
+                    # with no token, marked); lo: the 60 s cap below does not shorten it
                     r._commit(Record("%s %s" % (self.id, self.code), self.exp, OP, self.seed,
                                      why=DISABLED) if self.id else
                               Record("-", NEVER, DEAD, self.seed, why=DISABLED))
@@ -113,15 +128,16 @@ class Provisioner:
         if rec:
             r._commit(rec)
         if hi is None:
-            return r._set(PROVISION, None, why)
+            return r._set(PROVISION, None, why, self.reason)
         if rec:
             r.log("provisioning: verification code: %s (until %s)" % (self.code,
                                                                      o["expirationTime"]))
             r._wait = 0
-        valid = self.id and now < self.exp
         # counted from the start of this call, so that a slow or timed-out one does not
         # stretch the gap between two calls (57, +1 as now() drops a fraction: within 60 s
-        # of each other), and no sooner than `lo` after its end
-        w = r._wait = policy.backoff(r._wait, lo, min(hi, 57) if valid else hi, r.rand(), retry)
+        # of each other, a Retry-After's wait too, as the contract says), and no sooner
+        # than `lo` after its end
+        w = policy.backoff(r._wait, lo, hi, r.rand(), retry)
+        w = r._wait = min(w, 57) if self.id and now < self.exp else w
         due = max(self.t0 + w, now + lo) + 1
-        r._set(PROVISIONING, due, "%s; next in %ds" % (why, due - now))
+        r._set(PROVISIONING, due, "%s; next in %ds" % (why, due - now), self.reason)

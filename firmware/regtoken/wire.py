@@ -69,8 +69,10 @@ def _dechunk(buf, n):
         if j < 0:
             return None
         k = int(bytes(mv[i:j]).split(b";")[0], 16)  # a size, and maybe an extension
+        if k < 0:  # "-6" is no size: it would lead back, a loop no deadline stops
+            raise ValueError(k)
         if not k:
-            return data  # trailers, if any, are not read
+            return data  # trailers, if any, are not used
         i = j + 2 + k
         if i + 2 > n:
             return None
@@ -113,7 +115,7 @@ class Wire:
         # them) take one byte less of bytecode at each use
         a = i = j = seen = 0  # b[i:n] is read and not yet used
         lim = LINE  # BODY once the headers are done
-        want = BODY + 1  # the body's length; more than BODY: up to EOF
+        want = 0x3FFFFFFF  # the body's length; this one (a small int on 32 bits): up to EOF
         if (method, url, n, headers) != self.k:
             u = self.parts = _head(method, url, n, headers)
             self.k = method, url, n, dict(headers)  # a copy: the caller's may change
@@ -182,7 +184,7 @@ class Wire:
                         te = h.get("transfer-encoding")
                         if te:  # chunked if it is the last coding, else up to EOF, the
                             te = te.lower().endswith("chunked")  # length unread (RFC
-                        else:  # 9112 6.3); without a length up to EOF (want > BODY)
+                        else:  # 9112 6.3); without a length up to EOF
                             want = int(h.get("content-length", want))
                             if want < 0:
                                 raise ValueError(want)
@@ -214,9 +216,10 @@ class Wire:
                 if lim == BODY:
                     if n >= want:
                         break
-                    # chunked: ends like the last chunk ("0" CRLF CRLF); over when the chunk
-                    # sizes, followed from the start, lead to it (data may end that way too)
-                    if te and b.find(b"0\r\n\r\n", max(n - 5, 0), n) >= 0:
+                    # chunked: ends with an empty line (after the last chunk, "0" and maybe
+                    # an extension, and its trailers, if any); over when the chunk sizes,
+                    # followed from the start, lead to it (data may end that way too)
+                    if te and b.find(b"\r\n\r\n", max(n - 4, 0), n) >= 0:
                         data = _dechunk(b, n)
                         if data is not None:
                             break
@@ -232,7 +235,7 @@ class Wire:
                     continue
                 seen += got
                 if not got:
-                    if lim == LINE or want <= BODY:
+                    if lim == LINE or want < 0x3FFFFFFF:  # short of its Content-Length
                         raise OSError("truncated")
                     break
                 if seen > HEAD:

@@ -88,7 +88,8 @@ def test_ipv6_literals_accepted_and_broken_urls_refused():
         assert validate(cfg(api_url=url))["api_url"] == url
     for url in ("http://[::1:8080", "http://[::1]:80x0", "http://h:port", "http://:80",
                 "http://h:99999", "http://h:65536", "http://h:0", "http://h:-1",
-                "https://[::1]:70000/v1"):  # 99999 would reach port 34463
+                "https://[::1]:70000/v1", "https://h/v1?x=1", "https://h/v1#top",
+                "http://h?"):  # 99999 would reach port 34463; the call's path is appended
         refused("api_url", api_url=url)
     assert validate(cfg(api_url="http://h:65535"))["api_url"] == "http://h:65535"
     # a CR LF would write a header of its own into every request, a tab or a newline lands
@@ -131,3 +132,29 @@ def test_only_an_https_config_keeps_the_room_wire_reserves_for_a_tls_context():
     assert wire._room is not None
     validate({"api_url": "http://h.example", "initial_token": "t"})
     assert wire._room is None
+
+
+def test_a_config_file_too_big_bad_json_or_with_a_bom_is_a_config_error():
+    # each read as bytes and bounded: no MemoryError on a huge file, no UnicodeError on bad
+    # UTF-8, a hint for the BOM an editor may add; valid JSON of the wrong kind is named too
+    # (2000 lists deep: too deep for CPython's parser, not for MicroPython's)
+    import os
+
+    from regtoken import load
+
+    path = "/tmp/regtoken-test-config-%d.json" % id(BASE)
+    good = ('{"api_url": "http://h", "_note": "%s"}' % ("x" * 4000)).encode()
+    cases = ((b"{" + b" " * 5000 + b"}", "over 4096 bytes"), (b"{\xff\xfe}", "not valid JSON"),
+             (b"\xef\xbb\xbf" + good[:100] + b"}", "BOM"), (b"[" * 2000 + b"]" * 2000, "JSON"),
+             (b"null", "not a JSON object"), (b"", "not valid JSON"))
+    try:
+        for data, why in cases:
+            with open(path, "wb") as f:
+                f.write(data)
+            msg = str(raises(ConfigError, load, path))
+            assert msg.startswith(path + ": ") and why in msg, (data[:20], msg)
+        with open(path, "wb") as f:
+            f.write(good)  # 4 KB of it still loads
+        assert load(path)["api_url"] == "http://h"
+    finally:
+        os.remove(path)

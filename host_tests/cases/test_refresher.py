@@ -216,6 +216,15 @@ def test_tls_verify_false_is_warned_at_every_boot_with_an_http_url_too():
         assert sum("WARNING: tls_verify is false" in x for x in lines) == 2, url
 
 
+def test_reprovision_without_a_provisioning_token_is_warned_once_at_boot():
+    # the contract provisions only with both; a config that sets one is told it does nothing
+    for reprovision, token, warned in ((True, None, 1), (True, "p", 0), (False, None, 0)):
+        rig = Rig(problem(410), reprovision=reprovision, provisioning_token=token)
+        rig.r.step()  # a 410 boots again: no second warning
+        n = sum("WARNING: reprovision" in x and "provisioning_token" in x for x in rig.lines)
+        assert n == warned, (reprovision, token)
+
+
 def test_a_short_token_is_never_logged_whole():
     from regtoken import redact
 
@@ -318,6 +327,51 @@ def test_full_flash_keeps_new_token_in_ram_and_retries_the_commit():
     rig.run_until_due()
     assert rig.stored().token == tok(1) and rig.r.token == tok(1)
     assert rig.r.state == HEALTHY and len(rig.http.calls) == 1
+
+
+def test_a_token_the_flash_never_takes_is_refreshed_from_ram_when_due():
+    # the flash refuses every commit (full, or a store_dir that is not there): the new
+    # token waits in RAM; when its own refresh is due it is presented from there, not left
+    # to expire unseen (a dead device without any power cut), and once the flash takes a
+    # commit again the newest token is the one on it. The plain loop and asyncio alike
+    for name, drive in _drivers():
+        rig = Rig(issued(tok(1), iso(T0 + DAY)), issued(tok(2), iso(T0 + 3 * DAY)))
+        rig.fs.full = True
+        drive(rig, 1)
+        due = rig.r._pending.due
+        assert rig.r.token == tok(0) and rig.stored().token == tok(0) and due > T0 + DAY // 2
+        while len(rig.http.calls) == 1:  # commits tried on the backoff, no call
+            assert rig.r.status()["pending_commit"] and rig.r.status()["reason"] == "store"
+            drive(rig, 1)
+            assert rig.clock.now() < T0 + DAY, name  # tok(1) presented before it expires
+        assert rig.clock.now() >= due and rig.http.presented() == tok(1), name
+        assert rig.r.token == tok(1) and rig.stored().token == tok(0)
+        assert rig.r.status()["pending_commit"]  # tok(2), which waits in RAM in turn
+        rig.fs.full = False
+        drive(rig, 1)
+        assert rig.stored().token == tok(2) == rig.r.token and rig.r.state == HEALTHY, name
+        assert not rig.r.status()["pending_commit"] and len(rig.http.calls) == 2
+
+
+def test_a_boot_that_fails_without_a_token_tries_again_not_healthy():
+    # boot's catch-all (here the provisioning's import runs out of heap): not "healthy"
+    # with no token, which presented None at every step; a backoff, after which the
+    # provisioning is tried again
+    class NoHeap:
+        def __getattr__(self, name):
+            raise MemoryError("memory allocation failed")
+
+    saved = swap_module("regtoken.selfprov", NoHeap())
+    try:
+        rig = Rig(initial_token=None, reprovision=True, provisioning_token="prov-secret")
+        assert rig.r.state == BACKOFF and rig.r.token is None
+        assert rig.r.status()["reason"] == "error" and rig.r.due_in() == 0
+        rig.r.step()  # the import fails again: backed off, nothing presented
+        assert rig.http.calls == [] and rig.r.state == BACKOFF and rig.r.due_in() > 0
+    finally:
+        restore_module("regtoken.selfprov", saved)
+    rig.run_until_due()  # the heap is there now: provisioning starts
+    assert rig.r.state == "provisioning" and rig.r._prov is not None
 
 
 def test_a_never_expiring_token_whose_retry_came_due_boots():

@@ -166,6 +166,53 @@ def test_polls_grow_like_backoff_but_at_most_60s_while_valid():
     assert rig.r.state == PROVISIONING and rig.r.token is None
 
 
+def test_a_retry_after_on_a_poll_keeps_it_within_60s_while_valid():
+    # the contract's "at most 60 s while the operation is valid" holds over a 202's (or a
+    # 503's) Retry-After; once it has expired, the Retry-After is a floor again
+    for answer in ((202, {"retry-after": "120"}, b""), problem(503, {"retry-after": "300"})):
+        rig = zero_touch(op(life=DAY), answer, rnd=0.9)
+        rig.r.step()
+        rig.run_until_due()
+        assert rig.r.state == PROVISIONING and rig.r.due_in() <= 58, answer
+    rig = zero_touch(op(life=30), problem(503, {"retry-after": "300"}), rnd=0.0)
+    rig.r.step()
+    rig.clock.advance(31)  # expired: a new init, which the server asks to wait for
+    rig.r.step()
+    assert rig.r.due_in() == 301
+
+
+def test_an_operation_expired_when_init_answers_is_a_failed_init():
+    # not stored, not shown, and the next init after a growing backoff: not one every
+    # backoff_min_s, each with a flash write and a new code
+    expired = operation("op-1", "CODE-0001", iso(T0 - 1))
+    rig = zero_touch(*[expired] * 4, rnd=0.0)
+    waits = []
+    for _ in range(4):
+        rig.run_until_due()
+        waits.append(rig.r.due_in())
+    assert rig.stored() is None and not rig.fs.files and rig.codes_logged() == []
+    assert rig.r.status()["verification_code"] is None and rig.r.state == PROVISIONING
+    assert waits == sorted(waits) and waits[-1] > 4 * waits[0], waits
+
+
+def test_status_says_why_a_device_provisions_and_why_it_stopped():
+    rig = zero_touch(op(1), problem(401))
+    assert rig.r.status()["reason"] == "empty"  # no token yet, and none stored
+    rig.run_until_due()
+    assert rig.r.status()["reason"] == "empty"
+    rig.run_until_due()
+    assert rig.r.state == PROVISION and rig.r.status()["reason"] == "unauthorized"
+    rig = zero_touch(op(1), problem(410, type=CANCELLED))
+    rig.run_until_due()
+    rig.run_until_due()
+    assert rig.r.state == PROVISION and rig.r.status()["reason"] == "cancelled"
+    rig = Rig(problem(410), op(1), reprovision=True, provisioning_token="prov-secret")
+    rig.r.step()
+    assert rig.r.state == PROVISIONING and rig.r.status()["reason"] == "gone"
+    rig.run_until_due()
+    assert rig.r.status()["reason"] == "gone"
+
+
 def test_expired_operation_reinits_then_and_not_before():
     seen = []  # (time, endpoint) of every call
 
@@ -210,6 +257,15 @@ def test_cancelled_operation_stops_until_restart_which_inits_anew():
     odd = zero_touch(problem(410, type=CANCELLED))  # to init: stops, and writes nothing
     odd.r.step()
     assert odd.r.state == PROVISION and odd.stored() is None and not odd.fs.files
+    # the problem's type decides, not the word quoted anywhere (here in its detail); a
+    # document cut at the buffer's end still has its type, which comes first
+    quoted = b'{"type": "about:blank", "detail": "%s"}' % CANCELLED.encode()
+    long_doc = (b'{"type": "%s", "detail": "' % CANCELLED.encode() + b"d" * 3000)[:2048]
+    for body, stops in ((quoted, False), (long_doc, True)):
+        rig = zero_touch(op(1), (410, {}, body), op(2))
+        rig.r.step()
+        rig.run_until_due()
+        assert (rig.r.state == PROVISION) is stops, body[:40]
 
 
 def test_401_stops_with_a_message_that_says_what_to_do():

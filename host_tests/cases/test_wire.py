@@ -198,10 +198,14 @@ def test_a_chunk_whose_data_ends_like_the_last_chunk_is_not_the_end():
 
 
 def test_chunk_extensions_and_trailers():
-    chunks = b"3;name=value\r\nabc\r\n0;x=y\r\nServer-Timing: db;dur=53\r\n\r\n"
-    for piece in (1, 5, len(chunks)):
-        assert read(Sock(http(b"Transfer-Encoding: chunked\r\n", chunks, False), piece))[2] \
-            == b"abc"
+    # the end is seen where it is, also from a server that keeps the connection (hold):
+    # not only at its close, nor at our deadline
+    for chunks in (b"3;name=value\r\nabc\r\n0;x=y\r\nServer-Timing: db;dur=53\r\n\r\n",
+                   b"3\r\nabc\r\n0;x=y\r\n\r\n", b"3\r\nabc\r\n0\r\nA: 1\r\nB: 2\r\n\r\n"):
+        for piece in (1, 5, len(chunks)):
+            for hold in (False, True):
+                sock = Sock(http(b"Transfer-Encoding: chunked\r\n", chunks, False), piece, hold)
+                assert read(sock)[2] == b"abc", (chunks, piece, hold)
 
 
 def test_only_chunked_as_the_last_coding_is_read_as_chunks():
@@ -343,6 +347,16 @@ def test_broken_answers_are_errors_not_crashes():
                  http(b"Transfer-Encoding: chunked\r\n", b"zz\r\nab\r\n0\r\n\r\n", False),
                  http(b"", TOKEN)[:-5]):
         raises(OSError, read, Sock(data))
+    # a negative chunk size leads back, not on: it once spun for ever, the deadline
+    # unchecked (it is only while a socket blocks)
+    for size in (b"-6", b"-1", b"-1000"):
+        chunks = size + b"\r\nabcdef\r\n0\r\n\r\n"
+        e = raises(OSError, read, Sock(http(b"Transfer-Encoding: chunked\r\n", chunks, False)))
+        assert "bad answer" in str(e), size
+    # closed short of its Content-Length, a length past the buffer too: cut short, not whole
+    for status in (b"201 Created", b"403 Forbidden"):
+        data = http(b"Content-Length: 5000\r\n", TOKEN, False).replace(b"201 Created", status)
+        assert "truncated" in str(raises(OSError, read, Sock(data))), status
 
 
 

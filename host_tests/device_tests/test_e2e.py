@@ -97,7 +97,9 @@ def test_bad_config_stops_with_the_key_named_and_store_untouched(rig_factory, mi
     cfg_path = os.path.join(rig.dir, "config.json")
     for bad, key in (({"api_url": "ftp://x"}, "api_url"),
                      ({"api_url": rig.srv.url, "timeout_s": -1}, "timeout_s"),
-                     ("{not json", "not valid JSON")):
+                     ("{not json", "not valid JSON"),
+                     ('{"api_url": "http://h", "_": "%s"}' % ("x" * 5000), "over 4096 bytes"),
+                     ("\ufeff{}", "BOM")):
         with open(cfg_path, "w") as f:
             f.write(bad if isinstance(bad, str) else json.dumps(bad))
         b = rig.boot()
