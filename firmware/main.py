@@ -17,15 +17,23 @@ def boot():
 
 
 def main():
-    try:
-        if BOARD:
-            from board.loop import run
+    wait = 1
+    while True:
+        try:
+            if BOARD:
+                from board.loop import run
 
-            return run(regtoken.load("config.json"))
-        r = boot()
-    except regtoken.ConfigError as e:
-        log("stopped: %s" % e)
-        return 2
+                return run(regtoken.load("config.json"))
+            r = boot()
+            break
+        except regtoken.ConfigError as e:
+            log("stopped: %s" % e)
+            return 2
+        except Exception as e:  # no heap for the refresher yet (its import, its boot): one
+            # line and a boot again, as board/loop.py does; never a traceback and an exit
+            log("boot: %s %.48s; again in %d s" % (type(e).__name__, e, wait))
+            time.sleep(wait)
+            wait = min(wait * 4, 256)
     while True:
         w = r.step()
         time.sleep(86400 if w is None else w)

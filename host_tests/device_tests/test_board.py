@@ -332,3 +332,18 @@ def test_main_on_the_unix_port_imports_no_board_edge(micropython: str, tmp_path:
     mods = loaded[0].split()[1:]
     assert not [m for m in mods if m.startswith("board") or m in ("network", "ntptime")], mods
     assert "regtoken.config" not in mods and "regtoken.pem" not in mods, mods
+
+
+def test_main_on_the_unix_port_boots_again_when_the_refresher_cannot_be_built(
+        micropython: str, tmp_path: Any) -> None:
+    """No heap for the refresher yet (its import or its boot raising MemoryError): main.py
+    logs one line and boots again after a growing wait, as board/loop.py does on a board;
+    no traceback and exit (probes/main_boot_retry.py)."""
+    (tmp_path / "config.json").write_text(json.dumps({"api_url": "http://127.0.0.1:9"}))
+    p = subprocess.run([micropython, probe("main_boot_retry")], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=60)
+    lines = p.stdout.splitlines()
+    assert p.returncode == 0 and lines[-1] == "BOOTED", p.stdout + p.stderr
+    assert [ln for ln in lines if ln.startswith("SLEPT")] == ["SLEPT 1", "SLEPT 4"], lines
+    booting = [ln for ln in lines if "boot: MemoryError" in ln]
+    assert len(booting) == 2 and "again in 1 s" in booting[0] and "again in 4 s" in booting[1]
