@@ -57,7 +57,8 @@ class Machine:
         # act on an answer (status, headers, body), the exception the call raised, or the
         # record to commit again; whatever goes wrong is a failed attempt
         try:
-            if a is None:  # no token, no provisioning: boot's or a 410's went wrong
+            if a is Machine:  # no token, no provisioning (refresher.py's _todo): boot's,
+                # or a 410's, went wrong
                 self._need("no token", GONE if self.rec else "empty")
             elif isinstance(a, Record):
                 self._keep(a, "commit retry")

@@ -74,9 +74,11 @@ class Refresher(Machine):
     def _todo(self):
         # what a due step does: the commit of the pending record again; the call (False);
         # or, with neither a token nor a provisioning (a boot that failed), _need again
-        # (None). A pending record in use (machine.py's _keep) is presented, not committed
+        # (Machine: no answer a transport returns, None included, can be it). A pending
+        # record in use (machine.py's _keep) is presented, not committed
         a = self._pending
-        return a if a and a is not self.rec else (False if self.token or self._prov else None)
+        return a if a and a is not self.rec else (False if self.token or self._prov else
+                                                  Machine)
 
     def step(self):
         if self.due_in() == 0:

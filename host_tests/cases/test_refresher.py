@@ -295,7 +295,8 @@ def test_backoff_grows_and_caps_and_honours_retry_after():
 def test_every_transient_failure_backs_off_and_keeps_the_token():
     failures = [OSError("timed out"), ValueError("tls"), problem(500), problem(429),
                 problem(423), problem(302), (201, {}, b"not json"),
-                (200, {}, b'{"registrationToken": ""}'), MemoryError()]
+                (200, {}, b'{"registrationToken": ""}'), MemoryError(),
+                None]  # a transport's nonsense: a failed attempt, not "no token"
     rig = Rig(*failures, rnd=0.0)
     rig.r.step()
     for _ in failures[1:]:
