@@ -142,7 +142,7 @@ def test_a_config_file_too_big_bad_json_or_with_a_bom_is_a_config_error():
 
     from regtoken import load
 
-    path = "/tmp/regtoken-test-config-%d.json" % id(BASE)
+    path = "regtoken-test-config-%d.json" % id(BASE)  # in the working folder: a Pico has no /tmp
     good = ('{"api_url": "http://h", "_note": "%s"}' % ("x" * 4000)).encode()
     cases = ((b"{" + b" " * 5000 + b"}", "over 4096 bytes"), (b"{\xff\xfe}", "not valid JSON"),
              (b"\xef\xbb\xbf" + good[:100] + b"}", "BOM"), (b"[" * 2000 + b"]" * 2000, "JSON"),
