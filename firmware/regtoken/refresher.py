@@ -75,10 +75,12 @@ class Refresher(Machine):
         # what a due step does: the commit of the pending record again; the call (False);
         # or, with neither a token nor a provisioning (a boot that failed), _need again
         # (Machine: no answer a transport returns, None included, can be it). A pending
-        # record in use (machine.py's _keep) is presented, not committed
+        # record in use (machine.py's _keep) is presented, its commit tried first: the
+        # flash may take it while the server is down
         a = self._pending
-        return a if a and a is not self.rec else (False if self.token or self._prov else
-                                                  Machine)
+        if a and a is self.rec:
+            a = self._commit(a) and None
+        return a or (False if self.token or self._prov else Machine)
 
     def step(self):
         if self.due_in() == 0:

@@ -358,6 +358,18 @@ def test_a_token_the_flash_never_takes_is_refreshed_from_ram_when_due():
         assert rig.stored().token == tok(2) == rig.r.token and rig.r.state == HEALTHY, name
         assert not rig.r.status()["pending_commit"], name
         assert len(rig.http.calls) == 2, (name, len(rig.http.calls))
+        # the token in use from RAM is committed once the flash takes it, though the
+        # server is down: a power cut then keeps it
+        rig = Rig(issued(tok(1), iso(T0 + DAY)), problem(503), problem(503), backoff_max_s=3600)
+        rig.fs.full = True
+        while len(rig.http.calls) < 2:
+            del rig.lines[:]
+            drive(rig, 1)
+        assert rig.r.token == tok(1) and rig.stored().token == tok(0), name
+        rig.fs.full = False
+        drive(rig, 1)
+        assert len(rig.http.calls) == 3 and rig.http.presented() == tok(1), name
+        assert rig.stored().token == tok(1) and not rig.r.status()["pending_commit"], name
 
 
 def test_a_boot_that_fails_without_a_token_tries_again_not_healthy():
