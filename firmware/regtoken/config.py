@@ -93,10 +93,14 @@ def load(path):
 
     try:
         with open(path, "rb") as f:  # bytes: bad UTF-8 is bad JSON, not a traceback
-            s = f.read(4097)  # no more: a bigger file's objects would take the heap
+            # its length first: read(4097) would take 4 KB in one piece at boot, and a
+            # bigger file's objects would take the heap
+            n = f.seek(0, 2)
+            f.seek(0)
+            s = f.read() if n < 4097 else b""
     except OSError:
         raise ConfigError(path + ": missing or unreadable")
-    why = "over 4096 bytes" if len(s) > 4096 else None
+    why = "over 4096 bytes" if n > 4096 else None
     if not why:
         try:
             raw = json.loads(s)
