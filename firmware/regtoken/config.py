@@ -95,18 +95,15 @@ def load(path):
         with open(path, "rb") as f:  # bytes: bad UTF-8 is bad JSON, not a traceback
             # its length first: read(4097) would take 4 KB in one piece at boot, and a
             # bigger file's objects would take the heap
-            n = f.seek(0, 2)
+            if f.seek(0, 2) > 4096:
+                raise ConfigError(path + ": over 4096 bytes")
             f.seek(0)
-            s = f.read() if n < 4097 else b""
+            s = f.read()
     except OSError:
         raise ConfigError(path + ": missing or unreadable")
-    why = "over 4096 bytes" if n > 4096 else None
-    if not why:
-        try:
-            raw = json.loads(s)
-        except Exception:  # ValueError; MemoryError or RecursionError: nested too deep
-            why = "not valid JSON" + (" (it starts with a BOM)" if s[:3] == b"\xef\xbb\xbf"
-                                      else "")
-    if why:
-        raise ConfigError(path + ": " + why)
+    try:
+        raw = json.loads(s)
+    except Exception:  # ValueError; MemoryError or RecursionError: nested too deep
+        raise ConfigError(path + ": not valid JSON" + (
+            " (it starts with a BOM)" if s[:3] == b"\xef\xbb\xbf" else ""))
     return validate(raw, path)

@@ -79,7 +79,8 @@ class Refresher(Machine):
         # flash may take it while the server is down
         a = self._pending
         if a and a is self.rec:
-            a = self._commit(a) and None
+            self._commit(a)  # on flash now, or not: the call follows either way
+            a = None
         return a or (False if self.token or self._prov else Machine)
 
     def step(self):
