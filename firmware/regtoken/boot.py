@@ -6,10 +6,8 @@ from . import policy, wire
 from .edges import redact
 from .error import ConfigError
 from .machine import BACKOFF, HEALTHY
-from .policy import FORBIDDEN, GONE, iso
+from .policy import FORBIDDEN, GONE, RELEASED, iso
 from .store import NEVER, UNKNOWN, Record, fingerprint
-
-RELEASED = 1796083200  # 2026-12-01: no clock running this firmware can be earlier
 
 
 def boot(r):

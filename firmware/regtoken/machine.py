@@ -89,10 +89,9 @@ class Machine:
                     if due and exp <= due and c.trusted:
                         # dead on arrival by a clock set (by NTP, or a Date gone wrong):
                         # the server's clock decides its tokens, so its Date sets ours when
-                        # by it the token is alive (and it is not before 1796083200, this
-                        # release: boot.py's RELEASED)
+                        # by it the token is alive (and it is not before this release)
                         t = policy.http_date(a[1].get("date"))
-                        if t and 1796083200 <= t < exp:
+                        if t and policy.RELEASED <= t < exp:
                             c.set(t)
                             self.log("clock: set from the server's Date header")
                             now = t

@@ -21,6 +21,7 @@ def days(y, m, d):
 
 
 EPOCH = days(time.gmtime(0)[0], 1, 1) * 86400  # the port's epoch in Unix seconds
+RELEASED = 1796083200  # 2026-12-01: no clock running this firmware can be earlier
 
 
 def _num(b, i, top):

@@ -25,7 +25,7 @@ from bringup.deploy import build, remote_hashes
 from bringup.rp2emu import Rp2Emu
 from pico import stage
 from refserver import RefServer, sha256_hex
-from regtoken.boot import RELEASED
+from regtoken.policy import RELEASED
 from regtoken.store import Files, Record, Store
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -483,7 +483,7 @@ def test_a_date_before_the_clock_floor_or_decades_ahead_sets_no_clock():
     # a server's clock gone wrong: 1970 is before what the device knows has passed (the
     # clock floor moved it to the release date), 9999 is no time at all; the next good
     # Date sets it, and one an hour before the floor would too (an RTC that ran fast)
-    from regtoken.boot import RELEASED
+    from regtoken.policy import RELEASED
 
     clock = VirtualClock(t=946684800, trusted=False)  # a cold ESP32 without NTP
     dates = ("Thu, 01 Jan 1970 00:00:01 GMT", "Fri, 31 Dec 9999 23:59:59 GMT",
