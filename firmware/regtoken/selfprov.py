@@ -140,4 +140,6 @@ class Provisioner:
         w = policy.backoff(r._wait, lo, hi, r.rand(), retry)
         w = r._wait = min(w, 57) if self.id and now < self.exp else w
         due = max(self.t0 + w, now + lo) + 1
+        if self.id:  # if it expires first, the new init then: not up to a minute later
+            due = min(due, max(self.exp, now + lo) + 1)  # with a dead code on show
         r._set(PROVISIONING, due, "%s; next in %ds" % (why, due - now), self.reason)
