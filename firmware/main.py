@@ -20,7 +20,7 @@ def main():
     wait = 1
     while True:
         try:
-            if BOARD:
+            if BOARD:  # runs until an exception escapes a boot or a step
                 from board.loop import run
 
                 return run(regtoken.load("config.json"))
@@ -29,8 +29,10 @@ def main():
         except regtoken.ConfigError as e:
             log("stopped: %s" % e)
             return 2
-        except Exception as e:  # no heap for the refresher yet (its import, its boot): one
-            # line and a boot again, as board/loop.py does; never a traceback and an exit
+        except Exception as e:  # no heap for the refresher yet (its import, its boot), a
+            # board's radio failing: one line and a boot again, from what the store holds,
+            # as a restart would; never a traceback at the REPL, where a board would sit
+            # until a power cycle
             log("boot: %s %.48s; again in %d s" % (type(e).__name__, e, wait))
             time.sleep(wait)
             wait = min(wait * 4, 256)

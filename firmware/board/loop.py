@@ -8,25 +8,11 @@ from board import led, sleep, wifi
 
 
 def run(cfg):
+    # Until an exception escapes a boot or a step (a radio's OSError, no heap for the
+    # refresher yet): main.py logs it and boots again, as it does on the unix port.
     if not cfg["wifi"]:
         raise regtoken.ConfigError("config.json: 'wifi' is required on a board")
-    # An exception out of a boot or the loop (a radio's OSError, no heap for the refresher
-    # yet) is one line and a boot again, as a restart would, from what the store holds:
-    # never a traceback at the REPL, where the device would sit until a power cycle.
     light = led.Led(cfg["led"])
-    wait = 1
-    while True:
-        try:
-            _run(cfg, light)
-        except regtoken.ConfigError:
-            raise  # main.py says it and stops: only a person can fix the config
-        except Exception as e:
-            log("board: %s %.48s; again in %d s" % (type(e).__name__, e, wait))
-            sleep.sleep(wait)
-            wait = min(wait * 4, 256)
-
-
-def _run(cfg, light):
     w, mode = cfg["wifi"], cfg["sleep"]
     woke = mode == "deep" and sleep.woke_from_deep_sleep()
     if not woke:

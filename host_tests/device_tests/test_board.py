@@ -337,7 +337,7 @@ def test_main_on_the_unix_port_imports_no_board_edge(micropython: str, tmp_path:
 def test_main_on_the_unix_port_boots_again_when_the_refresher_cannot_be_built(
         micropython: str, tmp_path: Any) -> None:
     """No heap for the refresher yet (its import or its boot raising MemoryError): main.py
-    logs one line and boots again after a growing wait, as board/loop.py does on a board;
+    logs one line and boots again after a growing wait, as it does on a board;
     no traceback and exit (probes/main_boot_retry.py)."""
     (tmp_path / "config.json").write_text(json.dumps({"api_url": "http://127.0.0.1:9"}))
     p = subprocess.run([micropython, probe("main_boot_retry")], cwd=tmp_path,
