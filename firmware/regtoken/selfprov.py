@@ -47,6 +47,8 @@ class Provisioner:
         if rec and rec.due == OP:
             self.id, self.code = rec.token.split()
             self.exp = rec.exp
+            if rec.why == "empty":  # it began on an empty store (its why): no 410 came
+                self.reason = reason = "empty"
             at += r.cfg["backoff_min_s"]  # the previous call may have been just before the cut
         if rec and rec.why == DISABLED:  # a 423's hold, across a restart: backoff_max_s from
             at = max(at, rec.at + r.cfg["backoff_max_s"] + 1)  # its commit (the clock floor
@@ -91,7 +93,8 @@ class Provisioner:
                         # backoff_min_s with a commit and a new code each time
                         if not (valid_token(i) and valid_token(code) and exp and exp > now):
                             raise ValueError
-                        rec = Record(i + " " + code, exp, OP, self.seed)  # stored before shown
+                        rec = Record(i + " " + code, exp, OP, self.seed,  # stored before
+                                     why=self.reason)  # shown, with why there is no token
                         self.id, self.code, self.exp = i, code, exp
                         why = "approve it"
                     elif st == 202:

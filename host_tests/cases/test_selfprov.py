@@ -213,6 +213,20 @@ def test_status_says_why_a_device_provisions_and_why_it_stopped():
     assert rig.r.status()["reason"] == "gone"
 
 
+def test_the_reason_of_a_resumed_operation_is_the_one_it_began_with():
+    # an empty store stays "empty" across a restart, not "gone": no 410 ever came
+    rig = zero_touch(op(1))
+    rig.run_until_due()
+    assert rig.r.status()["reason"] == "empty" and rig.stored().due == OP
+    again = rig.restart()
+    assert again.r.state == PROVISIONING and again.r.status()["verification_code"] == "CODE-0001"
+    assert again.r.status()["reason"] == "empty"
+    rig = Rig(problem(410), op(1), reprovision=True, provisioning_token="prov-secret")
+    rig.r.step()
+    rig.run_until_due()
+    assert rig.stored().due == OP and rig.restart().r.status()["reason"] == "gone"
+
+
 def test_expired_operation_reinits_then_and_not_before():
     seen = []  # (time, endpoint) of every call
 
