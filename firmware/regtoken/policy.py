@@ -173,7 +173,12 @@ def valid_token(t):
 
 def retry_after(headers, now):
     v = headers.get("retry-after", "").strip()
-    return min(max(int(v) if v.isdigit() else (http_date(v) or now) - now, 0), MAX_RETRY_AFTER)
+    if v.isdigit():
+        w = int(v)
+    else:  # a date is on the server's clock: counted from its Date (RFC 9110), as ours
+        w = http_date(v)  # may be off by hours
+        w = w - (http_date(headers.get("date")) or now) if w else 0
+    return min(max(w, 0), MAX_RETRY_AFTER)
 
 
 def classify(status, headers, body, now):

@@ -56,6 +56,11 @@ def test_retry_after_forms_and_bounds():
     assert policy.retry_after({"retry-after": "-5"}, NOW) == 0
     assert policy.retry_after({"retry-after": "Fri, 15 Jan 2077 08:00:00 GMT"}, NOW) == 86400
     assert policy.retry_after({}, NOW) == 0
+    # a date on the server's clock counts from its Date, not from ours (an hour off here)
+    srv = {"retry-after": "Thu, 15 Jan 2027 08:00:10 GMT", "date": "Thu, 15 Jan 2027 08:00:00 GMT"}
+    assert policy.retry_after(srv, NOW - 3600) == policy.retry_after(srv, NOW + 3600) == 10
+    srv["date"] = "garbage"  # no usable Date: our clock it is
+    assert policy.retry_after(srv, NOW) == 10
 
 
 def test_garbage_bodies_are_failed_attempts_never_tokens():
