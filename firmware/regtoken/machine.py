@@ -69,40 +69,42 @@ class Machine:
             else:
                 c = self.clock
                 now = c.now()
-                if not c.trusted:
-                    t = policy.http_date(a[1].get("date"))
-                    # not a day before what is known to have passed (the clock floor, boot.py:
-                    # a day for an RTC that ran fast before its last commit), nor 20 years on:
-                    # a server's clock gone wrong must not set ours
-                    if t and now - 86400 < t < now + 631152000:
-                        c.set(t)
-                        self.log("clock: set from the server's Date header")
-                        now = t
+                t = policy.http_date(a[1].get("date")) or 0  # the server's clock; 0: unknown
+                # an unset clock takes it: not a day before what is known to have passed (the
+                # clock floor, boot.py: a day for an RTC that ran fast before its last
+                # commit), nor 20 years on: a server's clock gone wrong must not set ours
+                if not c.trusted and now - 86400 < t < now + 631152000:
+                    c.set(t)
+                    self.log("clock: set from the server's Date header")
+                    now = t
                 kind, tok, exp, retry, why = classify(a[0], a[1], a[2], now)
                 cur = self.rec
                 if tok:  # rotated (201) or recovered (200)
                     if kind == RECOVERED:
                         self._counts["recoveries"] += 1
                         self.log("recovered (200): the unseen token was revoked")
-                    due = self._due(now, exp)
-                    w = 0
-                    if due and exp <= due and c.trusted:
-                        # dead on arrival by a clock set (by NTP, or a Date gone wrong):
-                        # the server's clock decides its tokens, so its Date sets ours when
-                        # by it the token is alive (and it is not before this release)
-                        t = policy.http_date(a[1].get("date"))
-                        if t and policy.RELEASED <= t < exp:
+                    w = s = 0
+                    if exp and c.trusted and policy.RELEASED <= t < exp:
+                        # the server's clock decides its tokens: a Date by which the token
+                        # is alive places the schedule (s: how far ours runs behind it), so
+                        # that a clock set wrong (by NTP, or a Date gone wrong) neither
+                        # refreshes past expiry nor before half the lifetime. Dead by ours:
+                        # ours is set (a clock gone years ahead)
+                        if exp <= now:
                             c.set(t)
                             self.log("clock: set from the server's Date header")
                             now = t
-                            due = self._due(now, exp)
-                    if due and (not c.trusted or exp <= due):  # due 0: never expires
-                        # no clock to place the schedule on (no NTP, no usable Date), or
-                        # one by which the new token is dead already: not the schedule, nor
-                        # a spin, but the next refresh after a wait that grows like a backoff
-                        w = policy.backoff(self._wait, self.cfg["backoff_min_s"],
-                                           self.cfg["backoff_max_s"], self.rand())
-                        due = now + w + 1
+                        s = t - now
+                    due = self._due(now + s, exp)
+                    if due:  # 0: never expires
+                        due -= s
+                        if not c.trusted or exp <= due + s:
+                            # no clock to place the schedule on (no NTP, no usable Date),
+                            # or a token dead already by the server's: not the schedule,
+                            # nor a spin, but a refresh after a wait that grows like a backoff
+                            w = policy.backoff(self._wait, self.cfg["backoff_min_s"],
+                                               self.cfg["backoff_max_s"], self.rand())
+                            due = now + w + 1
                     self._keep(Record(tok, NEVER if exp is None else exp, due, cur.seed),
                                "rotated (%d)" % a[0], w)
                 elif kind == GONE:

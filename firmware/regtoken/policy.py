@@ -79,12 +79,21 @@ def iso(t):
 
 
 def http_date(s):
-    """RFC 7231 IMF-fixdate 'Sun, 06 Nov 1994 08:49:37 GMT' -> Unix seconds, else None."""
-    try:  # read as the RFC 3339 date-time it stands for, '1994-11-06 08:49:37Z'
-        if s[3:5] == ", " and s[16] == " ":
-            return rfc3339("%s-%02d-%s%s" % (
-                s[12:16], " Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec ".index(s[7:12]) // 4
-                + 1, s[5:7], s[16:].replace(" GMT", "Z")))
+    """RFC 9110's IMF-fixdate 'Sun, 06 Nov 1994 08:49:37 GMT' -> Unix seconds, else None.
+    Read in place like rfc3339: a refresh reads the answer's Date, and one slice (the
+    month's name) is all it allocates."""
+    try:
+        b = s.encode()
+        m = "JanFebMarAprMayJunJulAugSepOctNovDec".find(s[8:11])
+        if len(b) == 29 and m % 3 == 0 and b[3] == 44 and b[4] == b[7] == b[11] == b[16] \
+                == b[25] == 32 and b[19] == b[22] == 58 and s.endswith("GMT"):
+            m = m // 3 + 1
+            d = _num(b, 5, 32)
+            y = _num(b, 12, 100) * 100 + _num(b, 14, 100)
+            e = days(y, m, d)
+            if d and e < days(y, m + 1, 1):  # day 0, or past the month's end: no date
+                return ((e * 24 + _num(b, 17, 24)) * 60 + _num(b, 20, 60)) * 60 \
+                    + _num(b, 23, 61)
     except Exception:  # not a str, a field out of place or out of range
         pass
     return None

@@ -557,6 +557,29 @@ def test_a_clock_by_which_new_tokens_are_dead_takes_the_servers_date():
         wrong.r.step()
         assert wrong.clock.t == T0 + 7200 and wrong.r.due_in() == 6, d
 
+def test_a_trusted_clock_off_from_the_servers_places_the_schedule_on_its_date():
+    # NTP set the clock, but it disagrees with the server's, which decides its tokens: a
+    # clock two hours behind would refresh an hour-long token an hour after it expired (a
+    # dead device), one 20 min ahead before half its lifetime. The answer's Date places the
+    # schedule, in our clock's terms (a restart keeps it); our clock is not moved. Without
+    # a Date, or with one by which the token is dead, ours decides
+    date = {"date": "Fri, 15 Jan 2027 08:00:00 GMT"}  # T0
+    for off in (-7200, 1200, 0):
+        rig = Rig(issued(tok(1), iso(T0 + 3600), headers=date), clock=VirtualClock(t=T0 + off),
+                  rnd=0.0)
+        rig.r.step()
+        assert rig.r.due_in() == 1800, off  # half the lifetime, by the server's clock
+        assert rig.http.presented() == tok(0) and rig.stored().due == T0 + off + 1800
+        assert rig.clock.t == T0 + off and rig.clock.trusted
+        assert not [x for x in rig.lines if "Date header" in x]
+        assert rig.restart().r.due_in() == 1800
+    for headers in ({}, {"date": "Sat, 16 Jan 2027 08:00:00 GMT"}):  # none; T0 + DAY
+        rig = Rig(issued(tok(1), iso(T0 + 3600), headers=headers),
+                  clock=VirtualClock(t=T0 - 7200), rnd=0.0)
+        rig.r.step()
+        assert rig.r.due_in() == 5400 and rig.clock.t == T0 - 7200, headers  # ours
+
+
 def test_force_only_when_healthy():
     rig = Rig(issued(tok(1), iso(T0 + DAY)), issued(tok(2), iso(T0 + DAY)))
     rig.r.step()
