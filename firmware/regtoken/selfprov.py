@@ -16,7 +16,8 @@ from .refresher import PROVISION, PROVISIONING
 from .store import DEAD, NEVER, Record
 
 OP = -2  # `due` of a stored provisioning operation
-DISABLED = "disabled"  # `why` of a record stored at a 423: the hold starts at its commit
+DISABLED = "disabled"  # `why` of a record stored at a 423 (the hold starts at its commit),
+# then "-" and the reason there is no token: "disabled-empty" or "disabled-gone"
 
 
 def token_object(body):
@@ -44,15 +45,15 @@ class Provisioner:
         self.seed = rec.seed if rec else "-"
         self.id = self.code = self.exp = None
         at = self.t0 = r.clock.now()  # t0: when the last call started
+        if rec and rec.why.endswith("empty"):  # it began on an empty store (the record's
+            self.reason = reason = "empty"  # why): no 410 came, whatever a restart says
         if rec and rec.due == OP:
             self.id, self.code = rec.token.split()
             self.exp = rec.exp
-            if rec.why == "empty":  # it began on an empty store (its why): no 410 came
-                self.reason = reason = "empty"
             at += r.cfg["backoff_min_s"]  # the previous call may have been just before the cut
-        if rec and rec.why == DISABLED:  # a 423's hold, across a restart: backoff_max_s from
-            at = max(at, rec.at + r.cfg["backoff_max_s"] + 1)  # its commit (the clock floor
-            # moved an unset clock to at least that time)
+        if rec and rec.why.startswith(DISABLED):  # a 423's hold, across a restart:
+            at = max(at, rec.at + r.cfg["backoff_max_s"] + 1)  # backoff_max_s from its commit
+            # (the clock floor moved an unset clock to at least that time)
         r._wait = 0
         r._set(PROVISIONING, at, "resumed, code %s" % self.code if self.id else "no token",
                reason)
@@ -109,12 +110,14 @@ class Provisioner:
                 elif st == 401 or st == 410 and _cancelled(body):
                     r._prov = None
                     why = "401: fix provisioning_token in config.json"
-                    self.reason = "unauthorized"
                     if st == 410:
                         why = "cancelled by an operator: restart"
+                        if self.id:  # a restart must not resume it; its init anew keeps
+                            rec = Record(self.id, self.exp, DEAD, self.seed,  # the reason
+                                         why=self.reason)
                         self.reason = "cancelled"
-                        if self.id:  # a restart must not resume it
-                            rec = Record(self.id, self.exp, DEAD, self.seed)
+                    else:
+                        self.reason = "unauthorized"
                     hi = None  # stop
                 elif st == 410:
                     self.id = None
@@ -123,9 +126,10 @@ class Provisioner:
                 elif st == 423:  # workspace disabled: a hold kept across a restart (the
                     lo = policy.floor(max(retry, hi), r.rand())  # operation, or a record
                     # with no token, marked); lo: the 60 s cap below does not shorten it
+                    d = DISABLED + "-" + self.reason
                     r._commit(Record("%s %s" % (self.id, self.code), self.exp, OP, self.seed,
-                                     why=DISABLED) if self.id else
-                              Record("-", NEVER, DEAD, self.seed, why=DISABLED))
+                                     why=d) if self.id else Record("-", NEVER, DEAD, self.seed,
+                                                                    why=d))
             except Exception as e:  # a malformed answer, or no heap to read it: a failed
                 why += " MemoryError" if isinstance(e, MemoryError) else " bad"  # call
         if rec:

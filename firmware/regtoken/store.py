@@ -18,9 +18,10 @@
 #   0 for none, -1 once the server said 410, -2 for a provisioning operation (selfprov.py:
 #   token is "<id> <code>", exp its expiry); seed fingerprints the provisioning token the
 #   lineage came from; at is the time of the commit (a floor for an unset clock); why is
-#   the reason of a hold that must survive a restart ("forbidden"; "disabled", selfprov.py's
-#   423, whose token is "-" when the store had none), an operation's reason for having no
-#   token ("empty" or "gone": status() says it again after a restart) or "-". Records of the
+#   the reason of a hold that must survive a restart ("forbidden"; "disabled-empty" or
+#   "-gone", selfprov.py's 423, whose token is "-" when the store had none), an operation's
+#   (or a cancelled one's) reason for having no token ("empty" or "gone": status() says it
+#   again after a restart) or "-". Records of the
 #   first format (no at, no why) still load. Bytes after the newline are left over from
 #   an older, longer record.
 #

@@ -225,6 +225,21 @@ def test_the_reason_of_a_resumed_operation_is_the_one_it_began_with():
     rig.r.step()
     rig.run_until_due()
     assert rig.stored().due == OP and rig.restart().r.status()["reason"] == "gone"
+    # nor does a 423's hold (on init, on complete) or an operator's cancel change it: the
+    # restart's reason is the one the device began with
+    for first in ((problem(423),), (op(1, life=DAY), problem(423)),
+                  (op(1, life=DAY), problem(410, type=CANCELLED))):
+        rig = zero_touch(*first)
+        for _ in first:
+            rig.run_until_due()
+        assert rig.r.status()["reason"] == ("cancelled" if len(first) > 1 and
+                                            first[1][0] == 410 else "empty")
+        again = rig.restart()
+        assert again.r.state == PROVISIONING and again.r.status()["reason"] == "empty", first
+    rig = Rig(problem(410), problem(423), reprovision=True, provisioning_token="prov-secret")
+    rig.r.step()
+    rig.r.step()
+    assert rig.r.status()["reason"] == rig.restart().r.status()["reason"] == "gone"
 
 
 def test_expired_operation_reinits_then_and_not_before():
