@@ -69,32 +69,29 @@ class Machine:
             else:
                 c = self.clock
                 now = c.now()
+                kind, tok, exp, retry, why = classify(a[0], a[1], a[2], now)
                 t = policy.http_date(a[1].get("date")) or 0  # the server's clock; 0: unknown
-                # an unset clock takes it: not a day before what is known to have passed (the
+                # An unset clock takes it: not a day before what is known to have passed (the
                 # clock floor, boot.py: a day for an RTC that ran fast before its last
-                # commit), nor 20 years on: a server's clock gone wrong must not set ours
-                if not c.trusted and now - 86400 < t < now + 631152000:
+                # commit), nor 20 years on: a server's clock gone wrong must not set ours. A
+                # set one (by NTP, or a Date gone wrong) by which the new token is dead takes
+                # it when by it the token is alive: the server's clock decides its tokens (a
+                # clock gone years ahead would fail every handshake too)
+                if (now - 86400 < t < now + 631152000) if not c.trusted else (
+                        exp and policy.RELEASED <= t < exp <= now):
                     c.set(t)
                     self.log("clock: set from the server's Date header")
                     now = t
-                kind, tok, exp, retry, why = classify(a[0], a[1], a[2], now)
                 cur = self.rec
                 if tok:  # rotated (201) or recovered (200)
                     if kind == RECOVERED:
                         self._counts["recoveries"] += 1
                         self.log("recovered (200): the unseen token was revoked")
-                    w = s = 0
-                    if exp and c.trusted and policy.RELEASED <= t < exp:
-                        # the server's clock decides its tokens: a Date by which the token
-                        # is alive places the schedule (s: how far ours runs behind it), so
-                        # that a clock set wrong (by NTP, or a Date gone wrong) neither
-                        # refreshes past expiry nor before half the lifetime. Dead by ours:
-                        # ours is set (a clock gone years ahead)
-                        if exp <= now:
-                            c.set(t)
-                            self.log("clock: set from the server's Date header")
-                            now = t
-                        s = t - now
+                    w = 0
+                    # a Date by which the token is alive places the schedule (s: how far our
+                    # clock runs behind the server's), so that a clock off from the server's
+                    # neither refreshes past expiry nor before half the lifetime
+                    s = t - now if exp and c.trusted and policy.RELEASED <= t < exp else 0
                     due = self._due(now + s, exp)
                     if due:  # 0: never expires
                         due -= s
