@@ -87,21 +87,22 @@ class Machine:
                     if kind == RECOVERED:
                         self._counts["recoveries"] += 1
                         self.log("recovered (200): the unseen token was revoked")
+                    if exp and c.trusted and policy.RELEASED <= t < exp and abs(t - now) > 2:
+                        # the server's clock decides its tokens: by a Date by which the token
+                        # is alive, its expiry on ours (more than the Date's second and the
+                        # answer's time apart), so that a clock off from the server's neither
+                        # refreshes past expiry nor before half the lifetime, nor backs off
+                        # past it, and expires_in() says the time it has
+                        exp += now - t
+                    due = self._due(now, exp)
                     w = 0
-                    # a Date by which the token is alive places the schedule (s: how far our
-                    # clock runs behind the server's), so that a clock off from the server's
-                    # neither refreshes past expiry nor before half the lifetime
-                    s = t - now if exp and c.trusted and policy.RELEASED <= t < exp else 0
-                    due = self._due(now + s, exp)
-                    if due:  # 0: never expires
-                        due -= s
-                        if not c.trusted or exp <= due + s:
-                            # no clock to place the schedule on (no NTP, no usable Date),
-                            # or a token dead already by the server's: not the schedule,
-                            # nor a spin, but a refresh after a wait that grows like a backoff
-                            w = policy.backoff(self._wait, self.cfg["backoff_min_s"],
-                                               self.cfg["backoff_max_s"], self.rand())
-                            due = now + w + 1
+                    if due and (not c.trusted or exp <= due):  # due 0: never expires
+                        # no clock to place the schedule on (no NTP, no usable Date), or a
+                        # token dead already by the server's: not the schedule, nor a spin,
+                        # but the next refresh after a wait that grows like a backoff
+                        w = policy.backoff(self._wait, self.cfg["backoff_min_s"],
+                                           self.cfg["backoff_max_s"], self.rand())
+                        due = now + w + 1
                     self._keep(Record(tok, NEVER if exp is None else exp, due, cur.seed),
                                "rotated (%d)" % a[0], w)
                 elif kind == GONE:

@@ -103,6 +103,10 @@ class Provisioner:
                     else:
                         tok, exp = token_object(body)
                         r._prov = None
+                        t = policy.http_date(h.get("date")) or 0
+                        if exp and r.clock.trusted and policy.RELEASED <= t < exp and \
+                                abs(t - now) > 2:  # its expiry on our clock, as machine.py's
+                            exp += now - t
                         # without NTP `now` is wrong: refresh at once, which sets the clock
                         due = r._due(now, exp) if r.clock.trusted else now
                         return r._keep(Record(tok, NEVER if exp is None else exp, due,

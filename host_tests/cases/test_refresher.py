@@ -557,27 +557,57 @@ def test_a_clock_by_which_new_tokens_are_dead_takes_the_servers_date():
         wrong.r.step()
         assert wrong.clock.t == T0 + 7200 and wrong.r.due_in() == 6, d
 
-def test_a_trusted_clock_off_from_the_servers_places_the_schedule_on_its_date():
+def test_a_trusted_clock_off_from_the_servers_takes_the_tokens_expiry_onto_its_own():
     # NTP set the clock, but it disagrees with the server's, which decides its tokens: a
     # clock two hours behind would refresh an hour-long token an hour after it expired (a
-    # dead device), one 20 min ahead before half its lifetime. The answer's Date places the
-    # schedule, in our clock's terms (a restart keeps it); our clock is not moved. Without
-    # a Date, or with one by which the token is dead, ours decides
+    # dead device), one 20 min ahead before half its lifetime. By the answer's Date the
+    # expiry is moved onto our clock: the schedule, expires_in() and the record (a restart
+    # keeps it) all say the time the token has; our clock is not moved. Without a Date,
+    # with one by which the token is dead, or a second or two apart (the Date's resolution,
+    # the answer's time), ours decides
     date = {"date": "Fri, 15 Jan 2027 08:00:00 GMT"}  # T0
-    for off in (-7200, 1200, 0):
+    for off in (-7200, 1200, 0, -3):
         rig = Rig(issued(tok(1), iso(T0 + 3600), headers=date), clock=VirtualClock(t=T0 + off),
                   rnd=0.0)
         rig.r.step()
         assert rig.r.due_in() == 1800, off  # half the lifetime, by the server's clock
+        assert rig.r.expires_in() == 3600 and rig.r.expires == T0 + off + 3600, off
         assert rig.http.presented() == tok(0) and rig.stored().due == T0 + off + 1800
+        assert rig.stored().exp == rig.r.expires and rig.restart().r.due_in() == 1800
         assert rig.clock.t == T0 + off and rig.clock.trusted
         assert not [x for x in rig.lines if "Date header" in x]
-        assert rig.restart().r.due_in() == 1800
+    for off in (-2, 1, 2):  # a second or two apart: the server's expiry as it is
+        rig = Rig(issued(tok(1), iso(T0 + 3600), headers=date), clock=VirtualClock(t=T0 + off))
+        rig.r.step()
+        assert rig.r.expires == T0 + 3600, off
     for headers in ({}, {"date": "Sat, 16 Jan 2027 08:00:00 GMT"}):  # none; T0 + DAY
         rig = Rig(issued(tok(1), iso(T0 + 3600), headers=headers),
                   clock=VirtualClock(t=T0 - 7200), rnd=0.0)
         rig.r.step()
         assert rig.r.due_in() == 5400 and rig.clock.t == T0 - 7200, headers  # ours
+        assert rig.r.expires == T0 + 3600
+
+
+def test_a_backoff_ends_before_the_expiry_the_servers_date_gave():
+    # two hours behind the server, a 20-min token refreshed at 80 % of its life, then
+    # refused (503) again and again: by the server's clock a few minutes are left, not two
+    # hours, so the waits end half-way to its expiry minus a minute, as they would with
+    # the clocks agreeing, and the last attempts still come before it
+    date = {"date": "Fri, 15 Jan 2027 08:00:00 GMT"}  # T0
+    rig = Rig(issued(tok(1), iso(T0 + 1200), headers=date), *[problem(503)] * 4,
+              clock=VirtualClock(t=T0 - 7200), rnd=0.75, backoff_min_s=5)
+    rig.r.step()
+    assert rig.r.expires_in() == 1200
+    bound = []
+    for _ in range(4):
+        rig.run_until_due()
+        left = T0 + 1200 - (rig.clock.t + 7200)  # by the server's clock
+        assert rig.r.state == BACKOFF and rig.r.expires_in() == left
+        w = rig.r.due_in() - 1  # +1 for the second now() drops
+        if w > 5:
+            bound.append(w <= (left - 60) // 2)
+        assert rig.clock.t + 7200 + w < T0 + 1200
+    assert bound[-2:] == [True, True], bound  # the bound took hold
 
 
 def test_force_only_when_healthy():

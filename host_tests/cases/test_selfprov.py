@@ -384,6 +384,20 @@ def test_410_on_refresh_reprovisions_and_keeps_the_lineage_seed():
     assert not [x for x in again.lines if "import" in x]
 
 
+def test_a_provisioned_tokens_expiry_is_taken_onto_the_devices_clock():
+    # as a refresh's (test_refresher.py): two hours behind the server, a token of an hour
+    # is refreshed half an hour on, by the server's clock, not when it has long expired
+    from fakes.clock import VirtualClock
+
+    date = {"date": "Fri, 15 Jan 2027 08:00:00 GMT"}  # T0
+    rig = zero_touch(op(1, life=DAY), issued(tok(1), iso(T0 + 3600), 200, headers=date),
+                     clock=VirtualClock(t=T0 - 7200), rnd=0.0)
+    rig.r.step()
+    rig.run_until_due()
+    assert rig.r.token == tok(1) and rig.r.state == HEALTHY
+    assert rig.r.expires_in() == 3600 and rig.r.due_in() == 1800, rig.r.due_in()
+
+
 def test_power_cut_after_completes_200_before_the_commit_completes_again():
     rig = zero_touch(op(1), issued(tok(1), iso(T0 + DAY), 200))
     rig.r.step()
