@@ -18,12 +18,11 @@
 #   0 for none, -1 once the server said 410, -2 for a provisioning operation (selfprov.py:
 #   token is "<id> <code>", exp its expiry); seed fingerprints the provisioning token the
 #   lineage came from; at is the time of the commit (a floor for an unset clock); why is
-#   the reason of a hold that must survive a restart ("forbidden"; "disabled-empty" or
-#   "-gone", selfprov.py's 423, whose token is "-" when the store had none), an operation's
-#   (or a cancelled one's) reason for having no token ("empty" or "gone": status() says it
-#   again after a restart) or "-". Records of the
-#   first format (no at, no why) still load. Bytes after the newline are left over from
-#   an older, longer record.
+#   the reason of a hold that must survive a restart ("forbidden"; selfprov.py's 423,
+#   "disabled-empty" or "disabled-gone", whose token is "-" when the store had none), an
+#   operation's (or a cancelled one's) reason for having no token ("empty" or "gone":
+#   status() says it again after a restart) or "-". Records of the first format (no at, no
+#   why) still load. Bytes after the newline are left over from an older, longer record.
 #
 # What a commit allocates: the record goes to flash in four pieces (header, fields, token,
 # newline), never joined: str.encode() shares the str's bytes on MicroPython, so the token
