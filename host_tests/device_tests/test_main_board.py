@@ -137,3 +137,22 @@ def test_a_config_error_on_a_board_still_stops_it(board: FakeBoard, capsys: Any)
     assert load_main().main() == 2  # boot.py's ConfigError (no such ca_file), not a retry
     out = capsys.readouterr().out
     assert "stopped:" in out and "'ca_file'" in out and "again in" not in out, out
+
+
+def test_a_config_error_leaves_a_board_at_the_repl_not_in_a_reset_loop(
+        board: FakeBoard, capsys: Any) -> None:
+    # a SystemExit out of a board's main.py soft-resets it, and main.py runs again: a bad
+    # config.json would print its line for ever and keep mpremote from the raw REPL that
+    # `make provision FORCE=1` needs. On a board main.py ends; the unix port exits 2
+    with open("config.json", "w") as f:
+        json.dump({"api_url": "http://127.0.0.1:9"}, f)  # no wifi: required on a board
+    main = load_main()
+    assert main.run() is None
+    out = capsys.readouterr().out
+    assert out.count("stopped:") == 1 and "'wifi'" in out, out
+    main.BOARD = False  # the unix port: the same file, its exit status
+    with open("config.json", "w") as f:
+        json.dump({"api_url": "http://127.0.0.1:9", "timeout_s": "x"}, f)
+    with pytest.raises(SystemExit) as e:
+        main.run()
+    assert e.value.code == 2
