@@ -104,12 +104,14 @@ class LiveRig:
     """A reference server and a board directory laid out from firmware/.
 
     lifetime, grace: the server's token lifetime. skew: seconds the server's clock runs
-    behind the host's, which shortens the lifetime the device sees (exp is server time) while
-    the server keeps the token valid for `lifetime`: a quick refresh schedule that leaves time
-    for faults. tls: (certfile, keyfile) serves https; the device then connects to `host`
-    ("localhost" by default, the name the test certificates carry) and gets `ca` (a file on
-    the host) copied into the board directory as its ca_file. server: more RefServer
-    arguments (device_token, op_lifetime). **cfg: config.json keys.
+    behind the host's, its Date header staying on the host's (a proxy's Date), which shortens
+    the lifetime the device sees (exp is server time; a Date on the server's clock would
+    move it back onto the device's) while the server keeps the token valid for `lifetime`:
+    a quick refresh schedule that leaves time for faults. tls: (certfile, keyfile) serves
+    https; the device then connects to `host` ("localhost" by default, the name the test
+    certificates carry) and gets `ca` (a file on the host) copied into the board directory
+    as its ca_file. server: more RefServer arguments (device_token, op_lifetime). **cfg:
+    config.json keys.
     """
 
     def __init__(self, tmp_path: Any, micropython: str, lifetime: float | None = 60.0,
@@ -124,6 +126,7 @@ class LiveRig:
                              log=self.server_lines.append, **(server or {})).start()
         if skew:
             self.srv.set_clock_offset(-skew)
+            self.srv.date_from_host = True
         self.minted = self.srv.mint()
         self.dir = os.path.join(base, "board")
         scheme = "https" if tls else "http"

@@ -4,9 +4,10 @@
 # recovers once the server behaves (410 stops for good). Nothing it prints holds a token.
 #
 # Speed: the faults run in a few lanes at once, each lane one server and one board taking
-# its faults one after another. The server's clock runs SKEW seconds behind, so the device
-# sees a DEVICE_LIFE-second token and refreshes every 2-4 s, while the server keeps each
-# token valid for LIFETIME: a fault and its backoff never outlive the token.
+# its faults one after another. The server's clock runs SKEW seconds behind (its Date on the
+# host's, as a proxy's), so the device sees a DEVICE_LIFE-second token and refreshes every
+# 2-4 s, while the server keeps each token valid for LIFETIME: a fault and its backoff never
+# outlive the token.
 from __future__ import annotations
 
 import json

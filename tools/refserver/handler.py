@@ -56,6 +56,8 @@ class Site(Protocol):
 
     def now(self) -> float: ...
 
+    def date_now(self) -> float: ...
+
     def log(self, line: str) -> None: ...
 
     def take_fault(self, endpoint: str) -> Fault | None: ...
@@ -387,7 +389,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _head(self, answer: Answer, length: int | None) -> bytes:
         lines = ["HTTP/1.1 %d %s" % (answer.status, phrase(answer.status)),
-                 "Date: " + http_date(self.site.now()), "Server: " + self.server_version]
+                 "Date: " + http_date(self.site.date_now()), "Server: " + self.server_version]
         if answer.ctype:
             lines.append("Content-Type: " + answer.ctype)
         lines += ["%s: %s" % kv for kv in answer.headers]

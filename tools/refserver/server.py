@@ -78,6 +78,9 @@ class RefServer:
         self._tls = tls
         self._clock = clock or time.time
         self._offset = 0.0
+        # the Date header from the host's clock, not the server's (a proxy's Date in front
+        # of a server whose clock is off): see date_now
+        self.date_from_host = False
         self._logfn = log
         self._limiter = RateLimiter(rate_limit, rate_window)
         self._lock = threading.Lock()  # guards _offset and _issued
@@ -143,6 +146,10 @@ class RefServer:
 
     def now(self) -> float:
         return self._clock() + self._offset
+
+    def date_now(self) -> float:
+        """The time the Date header says: now(), or the host's clock with date_from_host."""
+        return self._clock() if self.date_from_host else self.now()
 
     def advance(self, seconds: float) -> float:
         """Move the server clock forward (tokens expire without sleeping) -> new now()."""
