@@ -41,18 +41,14 @@ def main():
         time.sleep(86400 if w is None else w)
 
 
-def run():
+if __name__ == "__main__":
     try:
         rc = main()
     except KeyboardInterrupt:
         log("stopped")
-        return
-    if not BOARD:  # the unix port's exit status: 2 for a config error
-        sys.exit(rc)
+        rc = None
     # a board's main.py just ends, at the REPL: a SystemExit from it soft-resets the board,
     # which runs main.py again, so a config error would loop for ever, and the raw REPL
     # that mpremote (make provision) needs to fix it would be hard to reach
-
-
-if __name__ == "__main__":
-    run()
+    if not BOARD:  # the unix port's exit status: 2 for a config error
+        sys.exit(rc)

@@ -144,15 +144,19 @@ def test_a_config_error_leaves_a_board_at_the_repl_not_in_a_reset_loop(
     # a SystemExit out of a board's main.py soft-resets it, and main.py runs again: a bad
     # config.json would print its line for ever and keep mpremote from the raw REPL that
     # `make provision FORCE=1` needs. On a board main.py ends; the unix port exits 2
+    import runpy
+    import sys
+
+    path = os.path.join(ROOT, "firmware", "main.py")
     with open("config.json", "w") as f:
         json.dump({"api_url": "http://127.0.0.1:9"}, f)  # no wifi: required on a board
-    main = load_main()
-    assert main.run() is None
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(sys, "platform", "rp2")  # main.py's BOARD: the board path, as on a Pico
+        runpy.run_path(path, run_name="__main__")  # ends: no SystemExit
     out = capsys.readouterr().out
     assert out.count("stopped:") == 1 and "'wifi'" in out, out
-    main.BOARD = False  # the unix port: the same file, its exit status
-    with open("config.json", "w") as f:
+    with open("config.json", "w") as f:  # the unix port: the same file, its exit status
         json.dump({"api_url": "http://127.0.0.1:9", "timeout_s": "x"}, f)
     with pytest.raises(SystemExit) as e:
-        main.run()
+        runpy.run_path(path, run_name="__main__")
     assert e.value.code == 2
