@@ -172,9 +172,15 @@ class Wire:
                         i = j + 1
                     if skip:
                         skip = cut  # the rest of a long line, up to its end
-                    elif st is None:  # "HTTP/1.1 201": digits, or no HTTP; a reason
-                        st = int(b[a + 9:a + 12])  # phrase past LINE bytes passes by
+                    elif st is None:  # "HTTP/1.x 201", then a space or the line's end
+                        # (three digits: the line goes on to a + 12 at least); a reason
+                        # phrase past LINE bytes passes by. Else garbled: "4100" or "XTTP"
+                        # is no 410 or 201. ("status": a name it has, not one more str)
+                        st = int(b[a + 9:a + 12])
                         skip = cut
+                        if b.find(b"HTTP/1.", a, a + 7) != a or b[a + 8] != 32 or \
+                                st < 100 or b[a + 12] > 32:
+                            raise ValueError("status")
                     elif j - a < 2:  # the empty line ("\r" at most)
                         if st < 200:  # an interim answer (100 Continue, 103 Early Hints,
                             st = None  # which a client must read past): the final one
@@ -185,17 +191,27 @@ class Wire:
                         if te:  # chunked if it is the last coding, else up to EOF, the
                             te = te.lower().endswith("chunked")  # length unread (RFC
                         else:  # 9112 6.3); without a length up to EOF
-                            want = int(h.get("content-length", want))
-                            if want < 0:
-                                raise ValueError(want)
+                            v = h.get("content-length")
+                            if v is not None:  # a length from 0x3FFFFFFF on is one too:
+                                want = min(int(v), 0x3FFFFFFE)  # cut short at EOF
+                                if want < 0:
+                                    raise ValueError(want)
                     else:  # a header: kept if its name is one of _KEEP
                         c = b.find(b":", a, j) - a
                         k = _KEEP.get(c)
-                        if k:  # lower case in place (`| 32`: ASCII letters; "-" stays),
-                            for x in range(a, a + c):  # then one str: "date" is a name
-                                b[x] |= 32  # already (no copy). Not k[x]: indexing a str
-                            if str(mv[a:a + c], "utf-8") != k:  # makes a 1-char str,
-                                k = None  # which MicroPython interns for good
+                        if k:  # its name in lower case, in place (`| 32`: ASCII letters;
+                            # "-" stays), then one str: "date" is a name already (no
+                            # copy). Not k[x]: indexing a str makes a 1-char str, which
+                            # MicroPython interns for good. A byte past ASCII (obs-text,
+                            # legal in a value) becomes "?": no str() of the line can
+                            # fail, and no kept header's value or name has one
+                            for x in range(a, j):
+                                if b[x] > 126:
+                                    b[x] = 63
+                                elif x < a + c:
+                                    b[x] |= 32
+                            if str(mv[a:a + c], "utf-8") != k:
+                                k = None
                         if not k:
                             skip = cut
                         elif cut:

@@ -354,9 +354,47 @@ def test_broken_answers_are_errors_not_crashes():
         e = raises(OSError, read, Sock(http(b"Transfer-Encoding: chunked\r\n", chunks, False)))
         assert "bad answer" in str(e), size
     # closed short of its Content-Length, a length past the buffer too: cut short, not whole
-    for status in (b"201 Created", b"403 Forbidden"):
-        data = http(b"Content-Length: 5000\r\n", TOKEN, False).replace(b"201 Created", status)
-        assert "truncated" in str(raises(OSError, read, Sock(data))), status
+    # a length of 2**30 or more too: it once read as "no length", the answer up to EOF
+    for length in (b"5000", b"1073741823", b"2147483648", b"99999999999999999999"):
+        for status in (b"201 Created", b"403 Forbidden"):
+            data = http(b"Content-Length: " + length + b"\r\n", TOKEN, False).replace(
+                b"201 Created", status)
+            assert "truncated" in str(raises(OSError, read, Sock(data))), (status, length)
+
+
+def test_a_garbled_status_line_is_a_bad_answer_not_a_status():
+    # read from fixed places, "4100" was a 410 (the token dead for good) and "XTTP/1.1 201"
+    # a rotation
+    for line in (b"HTTP/1.1 4100 Gone", b"XXXXXXXX 410 Gone", b"HTTP/1.1 410x",
+                 b"XTTP/1.1 201 Created", b"HTTP/1.1 201Created", b"HTTP/1.1 2011 Created",
+                 b"HTTP/1.1  41 Gone", b"HTTP/1.1 +41 Gone", b"HTTP/2 201", b"HTTP/1.1 201"):
+        data = http(b"", TOKEN).replace(b"HTTP/1.1 201 Created", line, 1)
+        if line == b"HTTP/1.1 201":  # the line cut before its end, the answer with it
+            data = line
+        e = raises(OSError, read, Sock(data))
+        assert "bad answer" in str(e) or "truncated" in str(e), (line, str(e))
+    for line in (b"HTTP/1.0 201", b"HTTP/1.1 201 ", b"HTTP/1.1 201 Created"):
+        for end in (b"\r\n", b"\n"):
+            data = http(b"", TOKEN).replace(b"HTTP/1.1 201 Created\r\n", line + end, 1)
+            got = read(Sock(data))
+            assert (got[0], got[2]) == (201, TOKEN), (line, end)
+
+
+def test_a_byte_past_ascii_in_a_header_spoils_only_that_header():
+    # obs-text is legal in a field value: it once made str() of a kept header fail, and the
+    # whole answer a transport failure (a 410 presented again, a 201's token thrown away)
+    head = b"Date: Thu, 03 D\xe9c 2026 10:00:00 GMT\r\nRetry-After: 1\xe9\r\n" \
+        b"D\xe9te: x\r\nSet-Cookie: \xff\xfe\r\n"
+    for status in (b"201 Created", b"410 Gone", b"403 Forbidden"):
+        st, h, body = read(Sock(http(head).replace(b"201 Created", status)))
+        assert (st, body) == (int(status[:3]), TOKEN)
+        assert h["date"] == "Thu, 03 D?c 2026 10:00:00 GMT" and h["retry-after"] == "1?"
+        assert sorted(h) == ["content-length", "date", "retry-after"]
+    # a length with one is no length: a bad answer; a name with one is no kept header
+    e = raises(OSError, read, Sock(http(b"Content-Length: 29\xb7\r\n", TOKEN, False)))
+    assert "bad answer" in str(e)
+    st, h, body = read(Sock(http(b"Content-L\xe5ngth: 9\r\n", TOKEN, False)))
+    assert (st, h, body) == (201, {}, TOKEN)  # read up to EOF
 
 
 
