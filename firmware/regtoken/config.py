@@ -95,7 +95,9 @@ def load(path):
         with open(path, "rb") as f:  # bytes: bad UTF-8 is bad JSON, not a traceback
             # its length first: read(4097) would take 4 KB in one piece at boot, and a
             # bigger file's objects would take the heap
-            if f.seek(0, 2) > 4096:
+            if f.seek(0, 2) > 4096:  # or a directory (the unix port opens one): its
+                f.seek(0)  # length means nothing, its read is an OSError
+                f.read(1)
                 raise ConfigError(path + ": over 4096 bytes")
             f.seek(0)
             s = f.read()

@@ -144,14 +144,17 @@ class Machine:
         else:
             self._set(PROVISION, None, why, reason)
 
-    def _fail(self, reason, why, wait=0):
-        # wait: the server's Retry-After, a floor
+    def _fail(self, reason, why, wait=0, end=0):
+        # wait: the server's Retry-After, a floor; end: a time the next attempt may not
+        # pass (0: none)
         self._counts["failures"] += 1
         c = self.cfg
         now = self.clock.now()
         e = self.expires  # the seconds it has left, as expires_in() says
         w = self._wait = policy.backoff(self._wait, c["backoff_min_s"], c["backoff_max_s"],
                                         self.rand(), wait, None if e is None else e - now)
+        if end and now + w >= end:
+            w = max(end - now - 1, 0)
         # now() drops the fraction of the current second: +1 so a wait is never shorter
         self._set(BACKOFF, now + w + 1, "%s; retry in %ds" % (why, w), reason)
 
@@ -177,13 +180,16 @@ class Machine:
         # due, which the next one grows from (0: its schedule)
         if not self._commit(rec):
             self._pending = rec
-            if rec.due and rec.due <= self.clock.now():
+            d = rec.due
+            if d and d <= self.clock.now():
                 # its own refresh is due and the flash still refuses it: it is the token
                 # now, presented from RAM (refresher.py's _todo), or it expires unseen and
                 # the device is dead even without a power cut; the token on flash is its
                 # parent, revoked once the server rotates it (a cut then needs provisioning)
                 self._use(rec)
-            return self._fail("store", why + ", kept in RAM")
+            # the commit's retries end at its refresh (the token in use, an import of
+            # unknown expiry, bounds nothing), which is then presented at once
+            return self._fail("store", why + ", kept in RAM", 0, d)
         if self._pending:  # only then: an instance attribute (refresher.py)
             self._pending = None
         self._use(rec)

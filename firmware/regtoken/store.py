@@ -184,8 +184,10 @@ class Store:
                 if j == i or g == 1:
                     self.fs.write(SLOTS[j], p)
         except OSError as e:
-            # a full filesystem prints as a bare "28" on MicroPython: name it
-            raise StoreError("commit failed: " + ("filesystem full" if e.errno == 28 else str(e)))
+            # an errno prints bare on MicroPython ("28", "20"): a full filesystem named,
+            # the rest an OSError's number
+            raise StoreError("commit failed: " + ("filesystem full" if e.errno == 28 else
+                                                  "OSError %s" % e))
         self.slot, self.gen = i, g
         return rec
 

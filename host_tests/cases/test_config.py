@@ -158,3 +158,10 @@ def test_a_config_file_too_big_bad_json_or_with_a_bom_is_a_config_error():
         assert load(path)["api_url"] == "http://h"
     finally:
         os.remove(path)
+    # a directory: the unix port opens it, and its length read as "over 4096 bytes"
+    os.mkdir(path)
+    try:
+        msg = str(raises(ConfigError, load, path))
+        assert msg == path + ": missing or unreadable", msg
+    finally:
+        os.rmdir(path)

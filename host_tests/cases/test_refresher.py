@@ -372,6 +372,26 @@ def test_a_token_the_flash_never_takes_is_refreshed_from_ram_when_due():
         assert rig.stored().token == tok(1) and not rig.r.status()["pending_commit"], name
 
 
+def test_a_short_token_the_flash_never_takes_is_presented_at_its_refresh_not_after():
+    # full from the first commit: the token in use is the import, of unknown expiry, which
+    # bounds no backoff. The commit's retries once ran past the new token's refresh (5, 35,
+    # 129 s), and the wait after it came into use was the cap: a 180 s token was presented
+    # a minute after it expired, a 410 and a dead device, without any power cut
+    for name, drive in _drivers():
+        rig = Rig(issued(tok(1), iso(T0 + 180)), issued(tok(2), iso(T0 + 400)),
+                  issued(tok(3), iso(T0 + 700)))
+        rig.fs.full = True
+        seen = []  # (when, presented) of each call
+        while len(rig.http.calls) < 3 and rig.clock.now() < T0 + 1000:
+            del rig.lines[:]
+            drive(rig, 1)
+            if len(rig.http.calls) > len(seen):
+                seen.append((rig.clock.now(), rig.http.presented()))
+        assert [t for _, t in seen] == [tok(0), tok(1), tok(2)], (name, seen)
+        assert seen[1][0] < T0 + 180 - 30 and seen[2][0] < T0 + 400 - 30, (name, seen)
+        assert rig.stored().token == tok(0) and rig.r.status()["pending_commit"], name
+
+
 def test_a_boot_that_fails_without_a_token_tries_again_not_healthy():
     # boot's catch-all (here the provisioning's import runs out of heap): not "healthy"
     # with no token, which presented None at every step; a backoff, after which the

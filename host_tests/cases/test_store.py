@@ -87,6 +87,16 @@ def test_oversized_file_is_damage_not_a_crash():
     assert Store(fs).load() is None
 
 
+def test_a_commit_refused_for_another_reason_names_the_oserror():
+    # MicroPython prints an errno it has no name for bare: "commit failed: 20" said nothing
+    class NotADir(MemFS):
+        def write(self, name, parts):
+            raise OSError(20)  # ENOTDIR: a slot's directory replaced by a file
+
+    e = raises(StoreError, commit, Store(NotADir()), 1)
+    assert str(e).startswith("commit failed: OSError ") and "20" in str(e), str(e)
+
+
 def test_full_filesystem_keeps_old_token_and_says_so():
     fs = MemFS()
     s = Store(fs)
