@@ -10,10 +10,20 @@ import asyncio
 
 async def run(r):
     while True:
-        await r.astep()
+        try:
+            await r.astep()
+        except Exception:  # no heap even for astep's coroutine: a second later, again
+            await asyncio.sleep(1)
 
 
 async def astep(self):
+    try:
+        return await _astep(self)
+    except Exception:  # MemoryError outside an attempt (the clock's float): again soon;
+        return 1  # a cancel (CancelledError is no Exception) still ends the task
+
+
+async def _astep(self):
     w = self.due_in()
     if w != 0:
         # asleep until due, at most a day per wait (asyncio's ticks overflow after a few).

@@ -195,28 +195,38 @@ class Machine:
         self._use(rec)
         self._wait = wait
         self._counts["rotations"] += 1
-        self.log("%s: committed %s, expires %s, next refresh %s" % (
-            why, redact(rec.token), policy.iso(self.expires),
-            "in %d s" % (rec.due - self.clock.now()) if rec.due else "never"))
+        try:  # no heap for the line: the token is in use all the same, and is told of
+            self.log("%s: committed %s, expires %s, next refresh %s" % (
+                why, redact(rec.token), policy.iso(self.expires),
+                "in %d s" % (rec.due - self.clock.now()) if rec.due else "never"))
+        except Exception:
+            pass
         # the state first: a callback sees it whole (status(), or force() from inside)
         self._set(HEALTHY, rec.due or None, why)
         self._emit(self._cbs[0], rec.token, self.expires)
 
     def _emit(self, cbs, a, b):
-        for cb in cbs:
+        # the callbacks registered before: one registered by a callback waits for the
+        # next event (iterating the list itself, a callback that registers one never ends)
+        for i in range(len(cbs)):
             try:
-                cb(a, b)
+                cbs[i](a, b)
             except Exception as e:  # the application's bug must not stop the refresher;
-                # its text in 48 characters: it may quote the token it was given
-                self.log("callback: %s %.48s" % (type(e).__name__, e))
+                # its type only: its text may quote the token it was given
+                self.log("callback: " + type(e).__name__)
 
     def _set(self, state, due, why, reason=None):
         self._next = due  # the next attempt (None: none)
         self._why = why
         self._reason = None if state == HEALTHY else reason
-        if state != self.state:
-            self.state = state
-            self.log("state: %s (%s)" % (state, why))
+        c = state != self.state
+        self.state = state
+        try:  # no heap for the line: the state is set all the same, and told of
+            if c:
+                self.log("state: %s (%s)" % (state, why))
+            elif state != HEALTHY:
+                self.log("%s: %s" % (state, why))
+        except Exception:
+            pass
+        if c:
             self._emit(self._cbs[1], state, why)
-        elif state != HEALTHY:
-            self.log("%s: %s" % (state, why))

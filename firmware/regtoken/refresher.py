@@ -84,16 +84,19 @@ class Refresher(Machine):
         return a or (False if self.token or self._prov else Machine)
 
     def step(self):
-        if self.due_in() == 0:
-            a = self._todo()
-            if a is False:
-                try:
-                    m, u, b, h = self._request()  # not *args: a call through * costs heap
-                    a = self.http.request(m, u, b, h)
-                except Exception as e:  # every transport failure is one failed attempt
-                    a = e
-            self._run(a)
-        return self.due_in()
+        try:
+            if self.due_in() == 0:
+                a = self._todo()
+                if a is False:
+                    try:
+                        m, u, b, h = self._request()  # not *args: a call through * costs heap
+                        a = self.http.request(m, u, b, h)
+                    except Exception as e:  # every transport failure is one failed attempt
+                        a = e
+                self._run(a)
+            return self.due_in()
+        except Exception:  # MemoryError outside an attempt (the clock's float): again soon
+            return 1
 
     async def astep(self):
         from .aio import astep  # the asyncio code stays off the heap of a plain loop
@@ -101,10 +104,13 @@ class Refresher(Machine):
         return await astep(self)
 
     def force(self):
-        # only a healthy refresher obeys: backoff and forbidden keep their waits
+        # only a healthy refresher obeys (backoff and forbidden keep their waits), and no
+        # sooner than backoff_min_s after its last commit: a loop that forces, or an
+        # on_token that does, refreshes once per backoff_min_s at most
         if self.state != HEALTHY:
             return False
-        self._next = self.clock.now()
+        r = self.rec
+        self._next = max(self.clock.now(), r.at + self.cfg["backoff_min_s"] if r else 0)
         t = self._sleeper  # the asyncio task asleep in astep (aio.py): woken by a cancel
         if t:
             self._sleeper = None

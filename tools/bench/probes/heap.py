@@ -84,6 +84,7 @@ def firmware():
     r = regtoken.open("config.json")
 
     def cycle():
+        r.rec.at = 0  # force() waits backoff_min_s after a commit: rotations back to back
         r.force()
         r.step()
 

@@ -39,6 +39,7 @@ def rotated(r):
 
 
 def rotate(r):
+    r.rec.at = 0  # force() waits backoff_min_s after a commit: rotations back to back
     r.force()
     r.step()
 
@@ -82,6 +83,7 @@ def ballast(free, rotations):
     error = ""
     try:
         for _ in range(rotations):
+            r.rec.at = 0  # as in rotate()
             if not r.force():
                 break
             r.step()
