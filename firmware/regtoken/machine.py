@@ -76,9 +76,10 @@ class Machine:
                 # commit), nor 20 years on: a server's clock gone wrong must not set ours. A
                 # set one (by NTP, or a Date gone wrong) by which the new token is dead takes
                 # it when by it the token is alive: the server's clock decides its tokens (a
-                # clock gone years ahead would fail every handshake too)
-                if (now - 86400 < t < now + 631152000) if not c.trusted else (
-                        exp and policy.RELEASED <= t < exp <= now):
+                # clock gone years ahead would fail every handshake too). So does an unset
+                # one run ahead (an RTC years on): the day's bound is from its own time
+                if not c.trusted and now - 86400 < t < now + 631152000 or (
+                        exp and policy.RELEASED <= t < exp <= now):  # trusted or not
                     c.set(t)
                     self.log("clock: set from the server's Date header")
                     now = t

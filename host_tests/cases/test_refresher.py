@@ -501,6 +501,18 @@ def test_untrusted_clock_refreshes_and_learns_time_from_date_header():
 
 
 
+def test_an_untrusted_clock_years_ahead_is_set_by_a_date_by_which_the_token_is_alive():
+    # an RTC run years ahead, no NTP: the Date was refused (more than a day before the
+    # clock's own time), expires_in() said -63,000,000 and it rotated on the backoff for ever
+    clock = VirtualClock(t=T0 + 2 * 365 * DAY, trusted=False)
+    date = "Fri, 15 Jan 2027 08:00:00 GMT"  # T0
+    rig = Rig(issued(tok(1), iso(T0 + DAY), headers={"date": date}), clock=clock)
+    rig.r.step()
+    assert clock.trusted and clock.now() == T0 and rig.r.token == tok(1)
+    assert rig.r.state == HEALTHY and DAY // 2 <= rig.r.due_in() <= DAY - 600
+    assert rig.r.expires_in() == DAY
+
+
 def test_a_date_before_the_clock_floor_or_decades_ahead_sets_no_clock():
     # a server's clock gone wrong: 1970 is before what the device knows has passed (the
     # clock floor moved it to the release date), 9999 is no time at all; the next good
