@@ -144,6 +144,9 @@ class Refresher(Machine):
             n, w = int(n), int(w)
         except Exception:
             return
+        e = self.expires
+        if s != FORBIDDEN and e and e > self.clock.now() and not 0 < n <= e:
+            return  # a schedule the live token contradicts (never, or past its expiry)
         if s in (HEALTHY, BACKOFF, FORBIDDEN) and self.state == HEALTHY or \
                 s == self.state == PROVISIONING:
             self._wait = w

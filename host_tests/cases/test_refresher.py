@@ -724,9 +724,15 @@ def test_resume_ignores_junk():
     rig = Rig(issued(tok(1), iso(T0 + DAY)))
     rig.r.step()
     due = rig.r._next
-    for junk in (None, b"", b"garbage", b"\xff\xfe", b"healthy x 0", b"provision 5 0"):
+    # and a schedule the live token contradicts: none at all (it expired unrefreshed), or
+    # one past its expiry (stale bytes)
+    for junk in (None, b"", b"garbage", b"\xff\xfe", b"healthy x 0", b"provision 5 0",
+                 b"healthy 0 0 -", b"healthy %d 0 -" % (T0 + 2 * DAY),
+                 b"backoff %d 0 transport" % (T0 + 10 ** 8)):
         rig.r.resume(junk)
-        assert rig.r.state == HEALTHY and rig.r._next == due
+        assert rig.r.state == HEALTHY and rig.r._next == due, junk
+    rig.r.resume(b"backoff %d 20 server" % (T0 + 100))  # one it allows is taken
+    assert rig.r.state == BACKOFF and rig.r._next == T0 + 100
 
 
 def test_timer_wake_keeps_the_boot_delay_already_drawn():
