@@ -109,8 +109,9 @@ class Refresher(Machine):
         # on_token that does, refreshes once per backoff_min_s at most
         if self.state != HEALTHY:
             return False
-        r = self.rec
-        self._next = max(self.clock.now(), r.at + self.cfg["backoff_min_s"] if r else 0)
+        n = self.clock.now()
+        r = self.rec  # its commit's time; one ahead of the clock (set back since): now
+        self._next = max(n, min(r.at, n) + self.cfg["backoff_min_s"] if r else 0)
         t = self._sleeper  # the asyncio task asleep in astep (aio.py): woken by a cancel
         if t:
             self._sleeper = None

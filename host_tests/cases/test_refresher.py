@@ -659,6 +659,8 @@ def test_force_only_when_healthy():
     assert len(rig.http.calls) == 2
     rig.clock.advance(5)
     assert rig.r.force() and rig.r.step() > 5 and rig.r.token == tok(3)
+    rig.r.rec.at = rig.clock.now() + 10 ** 8  # committed by a clock set back since
+    assert rig.r.force() and rig.r.due_in() == 5  # not years on
     rig.r.state = BACKOFF  # backoff and forbidden keep their waits
     assert rig.r.force() is False
 
