@@ -19,8 +19,12 @@ async def run(r):
 async def astep(self):
     try:
         return await _astep(self)
-    except Exception:  # MemoryError outside an attempt (the clock's float): again soon;
-        return 1  # a cancel (CancelledError is no Exception) still ends the task
+    except Exception:  # MemoryError outside an attempt (the clock's float); a cancel
+        pass  # (CancelledError is no Exception) still ends the task
+    # a second's wait, yielding: returned at once, run() would spin without ever letting
+    # the other tasks run, one of which may hold the heap it needs
+    await asyncio.sleep(1)
+    return 1
 
 
 async def _astep(self):
