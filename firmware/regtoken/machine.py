@@ -85,9 +85,10 @@ class Machine:
                     now = t
                 cur = self.rec
                 if tok:  # rotated (201) or recovered (200)
-                    if kind == RECOVERED:
+                    if kind == RECOVERED:  # the unseen token was revoked; said in the
+                        # committed line, whose log is guarded (a line before the commit
+                        # with no heap cost the new token)
                         self._counts["recoveries"] += 1
-                        self.log("recovered (200): the unseen token was revoked")
                     if exp and c.trusted and policy.RELEASED <= t < exp and abs(t - now) > 2:
                         # the server's clock decides its tokens: by a Date by which the token
                         # is alive, its expiry on ours (more than the Date's second and the
@@ -105,7 +106,7 @@ class Machine:
                                            self.cfg["backoff_max_s"], self.rand())
                         due = now + w + 1
                     self._keep(Record(tok, NEVER if exp is None else exp, due, cur.seed),
-                               "rotated (%d)" % a[0], w)
+                               "recovered (200)" if kind == RECOVERED else "rotated (201)", w)
                 elif kind == GONE:
                     self.log("410: %s refused for good" % redact(cur.token))
                     cur.due = DEAD

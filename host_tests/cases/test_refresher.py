@@ -164,7 +164,7 @@ def test_200_after_a_lost_answer_is_logged_as_recovery():
     rig.run_until_due()
     assert rig.http.presented() == tok(0)
     assert rig.r.token == tok(2) and rig.r.status()["counts"]["recoveries"] == 1
-    assert [x for x in rig.lines if x.startswith("recovered (200)")]
+    assert [x for x in rig.lines if x.startswith("recovered (200): committed")]
 
 
 def test_410_stops_refreshing_and_survives_restart():
@@ -1177,6 +1177,26 @@ def test_no_heap_for_a_log_line_still_tells_the_callbacks():
     assert told == [tok(1)] and rig.r.state == HEALTHY and rig.r.token == tok(1)
     assert states == [HEALTHY] and rig.r.status()["reason"] is None
     assert rig.r.due_in() > DAY // 4 and len(rig.http.calls) == 1
+
+
+def test_no_heap_for_the_recovery_line_still_commits_the_200s_token():
+    # the "recovered (200)" line was logged before the commit, unguarded: with no heap
+    # for it the answer became a failed attempt, the new token was lost, and the parent's
+    # retry got another 200 (another revoked child)
+    rig = Rig(OSError("connection reset"), issued(tok(2), iso(T0 + DAY), status=200))
+    rig.r.step()
+    lines = []
+
+    def log(msg):
+        if msg.startswith("recovered"):
+            raise MemoryError("memory allocation failed, allocating 96 bytes")
+        lines.append(msg)
+
+    rig.r.log = log
+    rig.run_until_due()
+    assert rig.r.token == tok(2) and rig.stored().token == tok(2)
+    assert rig.r.state == HEALTHY and rig.r.status()["counts"]["recoveries"] == 1
+    assert len(rig.http.calls) == 2 and not [x for x in lines if "error" in x]
 
 
 def test_a_callback_that_registers_one_waits_for_the_next_event():

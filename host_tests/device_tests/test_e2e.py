@@ -65,8 +65,7 @@ def test_dropped_answer_after_commit_recovers_through_200(rig_factory):
     rig = rig_factory()
     rig.srv.fault("drop_after_commit")
     b = rig.boot()
-    b.wait_for("recovered (200)", timeout=60)
-    b.wait_for("rotated (200)")
+    b.wait_for("recovered (200): committed", timeout=60)
     statuses = [r["status"] for r in rig.refreshes()]
     first, second = rig.refreshes()[0], rig.refreshes()[1]
     assert first["token_sha256"] == second["token_sha256"]  # the parent, again

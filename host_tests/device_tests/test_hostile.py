@@ -271,7 +271,7 @@ def test_fault(campaign: Any, fid: str) -> None:
     assert o["next"]["fault"] is None
     assert ": committed " in o["next_line"], o["next_line"]
     if fid in LOST_ANSWERS:
-        assert o["next"]["status"] == 200 and "rotated (200)" in o["next_line"]
+        assert o["next"]["status"] == 200 and "recovered (200)" in o["next_line"]
     else:
         assert o["next"]["status"] == 201
     if mode in ("hang", "drip"):  # cut by the device's own deadline, not by the server
