@@ -126,7 +126,10 @@ class Machine:
                               FORBIDDEN)
                 else:
                     self._fail(kind, why, retry)
-                    if retry:  # the server's floor outlives a restart, as a 403's hold
+                    # the server's floor outlives a restart, as a 403's hold; not if a
+                    # callback's step() has committed a newer record meanwhile (the
+                    # parent would go back to flash)
+                    if retry and self.rec is cur:
                         cur.due, cur.why = self._next, kind
                         self._commit(cur)
         except Exception as e:  # MemoryError too

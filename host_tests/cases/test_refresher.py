@@ -1199,6 +1199,23 @@ def test_no_heap_for_the_recovery_line_still_commits_the_200s_token():
     assert len(rig.http.calls) == 2 and not [x for x in lines if "error" in x]
 
 
+def test_a_step_from_on_state_in_a_412s_backoff_leaves_the_new_token_on_flash():
+    # README: do not call step() from a callback. One that did (after waiting out the
+    # backoff) rotated inside the 412's; the 412 then committed its hold on the parent
+    # over the new token: flash held the parent, RAM the new token, until the next commit
+    rig = Rig(problem(412, {"retry-after": "30"}), issued(tok(1), iso(T0 + DAY)))
+
+    def on_state(state, why):
+        if state == BACKOFF:
+            rig.clock.advance(rig.r.due_in())
+            rig.r.step()
+
+    rig.r.on_state(on_state)
+    rig.r.step()
+    assert rig.r.token == tok(1) and rig.r.state == HEALTHY
+    assert rig.stored().token == tok(1) and rig.restart().r.token == tok(1)
+
+
 def test_a_callback_that_registers_one_waits_for_the_next_event():
     # a "once" pattern with no unregister: each callback registering the next one looped
     # for ever inside one commit (the live list iterated)
