@@ -14,11 +14,15 @@ def __getattr__(name):
         from . import refresher
 
         return getattr(refresher, name)
-    # a submodule not loaded yet: MicroPython's `from . import x` asks here first
-    try:
-        return __import__(__name__ + "." + name, None, None, (name,))
-    except ImportError:
-        raise AttributeError(name)
+    # a submodule not loaded yet: MicroPython's `from . import x` asks here first. Only a
+    # name that can be one: dir() and the REPL's tab completion ask here for every name
+    # the interpreter knows, and "." or "/" or "__init__" imported this package anew
+    if name.isalpha() and name.islower():
+        try:
+            return __import__(__name__ + "." + name, None, None, (name,))
+        except ImportError:
+            pass
+    raise AttributeError(name)
 
 
 def validate(raw, name="config"):
