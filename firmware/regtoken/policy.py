@@ -81,8 +81,19 @@ def iso(t):
 def http_date(s):
     """RFC 9110's IMF-fixdate 'Sun, 06 Nov 1994 08:49:37 GMT' -> Unix seconds, else None.
     Read in place like rfc3339: a refresh reads the answer's Date, and one slice (the
-    month's name) is all it allocates."""
+    month's name) is all it allocates. The two obsolete forms, which a recipient must
+    accept too, 'Sunday, 06-Nov-94 08:49:37 GMT' and 'Sun Nov  6 08:49:37 1994', are
+    rewritten to it first (only they allocate more)."""
     try:
+        if len(s) != 29:
+            p = s.replace("-", " ").split()
+            if len(p) == 5:  # asctime's order, and GMT unsaid
+                p = 0, p[2], p[1], p[4], p[3], "GMT"
+            _, d, m, y, t, z = p
+            y = int(y)
+            if y < 100:  # RFC 850's two digits: the latest such year not 50 years on
+                y += 1900 if y >= 70 else 2000
+            s = "Sun, %02d %s %d %s %s" % (int(d), m, y, t, z)
         b = s.encode()
         m = "JanFebMarAprMayJunJulAugSepOctNovDec".find(s[8:11])
         if len(b) == 29 and m % 3 == 0 and b[3] == 44 and b[4] == b[7] == b[11] == b[16] \

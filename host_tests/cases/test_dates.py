@@ -87,13 +87,25 @@ def test_http_date():
     assert http_date(784111777) is None
 
 
-def test_http_date_is_the_fixed_imf_form():
-    for s in ("Sun, 6 Nov 1994 08:49:37 GMT", "Sun, 06 Nov 94 08:49:37 GMT",
-              "Sun, 06 Nov 1994 08:49:37", "Sun, 06 Nov 1994 08:49:37 UTC",
-              "Sun, 06 Nov 1994 08:49:37 GMT junk", "Sun 06 Nov 1994 08:49:37 GMT",
+def test_http_date_refuses_what_is_no_form_of_it():
+    for s in ("Sun, 06 Nov 1994 08:49:37", "Sun, 06 Nov 1994 08:49:37 UTC",
+              "Sun, 06 Nov 1994 08:49:37 GMT junk", "Sunday, 06-Nov-94 08:49:37 EST",
               "Sun, 06 Nox 1994 08:49:37 GMT", "Sun, 06 ovN 1994 08:49:37 GMT",
               "Sun, 06 Nov 1994 24:00:00 GMT", "Sun, 00 Nov 1994 08:49:37 GMT",
               "Sun, 32 Nov 1994 08:49:37 GMT", "Sun, 06 Nov 1994 08:49 GMT",
-              "Sun, 06 Nov 1994 08-49-37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT",
-              "Sun Nov  6 08:49:37 1994", "Sun, 06 Nov 1994T08:49:37 GMT"):
+              "Sun, 06 Nov 1994 08-49-37 GMT", "Sun Nov 31 08:49:37 1994",
+              "Sun Nov  6 08:49 1994", "Sun Nov  6 08:49:37 1994 GMT", "Sun Nov  6 1994",
+              "Sun, 06 Nov 1994T08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37", ""):
         assert http_date(s) is None, s
+
+
+def test_http_date_takes_the_obsolete_forms_too():
+    # RFC 9110 5.6.7: a recipient MUST accept all three forms; a Retry-After of 400 s in
+    # RFC 850's form was read as none, and a 412's fleet came back in 2 s
+    for s in ("Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994",
+              "Sun, 6 Nov 1994 08:49:37 GMT", "Sun 06 Nov 1994 08:49:37 GMT",
+              "Sun, 06 Nov 94 08:49:37 GMT"):  # and what a sender's slip makes of them
+        assert http_date(s) == 784111777, s
+    assert http_date("Thursday, 28-Nov-24 14:03:07 GMT") == 1732802587  # 2024, not 1924
+    assert http_date("Thu Nov 28 14:03:07 2024") == 1732802587
+    assert http_date("Wednesday, 31-Dec-69 23:59:59 GMT") == 3155759999  # 2069
