@@ -132,7 +132,7 @@ class Wire:
         out = memoryview(b if n <= BODY else bytearray(n))[:n]
         out[:a] = u[5]
         out[a:] = body
-        s = socket.socket(ai[0], socket.SOCK_STREAM, ai[2])
+        s = r = socket.socket(ai[0], socket.SOCK_STREAM, ai[2])
         try:
             s.setblocking(False)
             try:
@@ -272,6 +272,10 @@ class Wire:
         finally:
             p.unregister(s)
             s.close()
+            # and the plain socket under TLS: a failed handshake (a wrong CA, a refused
+            # or reset connection) lets go of it unclosed, one descriptor (and on a board
+            # one of lwIP's few sockets) lost per attempt until none is left
+            r.close()
             if not self.ans:  # failed: resolve the host again next time
                 self.ai = None
 

@@ -213,32 +213,42 @@ def test_redirect_never_receives_the_token(rigs: Any, pki: dict[str, Any],
 def test_transport_ca_files_and_a_stalled_handshake(micropython: str, pki: dict[str, Any],
                                                     tmp_path: Any) -> None:
     srv = RefServer(db=":memory:", tls=pki["good"], log=None).start()
-    stall = socket.socket()
+    stall, closed = socket.socket(), socket.socket()
     try:
         stall.bind(("127.0.0.1", 0))
         stall.listen(4)  # the kernel completes the TCP handshake; nobody ever answers
         url = "https://localhost:%d" % srv.port
         stalled = "https://localhost:%d" % stall.getsockname()[1]
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: the connection is refused
+        refused = "https://localhost:%d" % closed.getsockname()[1]
         runs = [("der", url, 5, pki["ca_der"]), ("right-second", url, 5, pki["bundle.pem"]),
                 ("right-first", url, 5, pki["bundle-first.pem"]),
                 ("crlf", url, 5, pki["bundle-crlf.pem"]),
-                ("wrong-pem", url, 5, pki["other.pem"]), ("wrong-der", url, 5, pki["other_der"]),
-                ("stall", stalled, 2, pki["ca_der"])]
+                ("wrong-pem", url, 5, pki["other.pem"]), ("wrong-der", url, 5, pki["other_der"])]
+        # each failure twice more: a failed handshake let go of its plain socket unclosed,
+        # one descriptor per attempt until none was left (then OSError 24 for ever)
+        runs += [("%s-%d" % (what, i), u, 5, ca) for i in (2, 3) for what, u, ca in (
+            ("wrong-der", url, pki["other_der"]), ("refused", refused, pki["ca_der"]))]
+        runs += [("stall", stalled, 2, pki["ca_der"])]
         p = subprocess.run([micropython, probe("wire_tls"), PATH]
                            + ["%s|%s|%d|%s" % r for r in runs],
                            capture_output=True, text=True, timeout=120)
         out = p.stdout + p.stderr
         assert p.returncode == 0, out
-        cases = {w[1]: (int(w[2]), int(w[3]), " ".join(w[4:]))
+        cases = {w[1]: (int(w[2]), int(w[3]), " ".join(w[5:]), int(w[4]))
                  for w in (ln.split() for ln in p.stdout.splitlines()) if w[:1] == ["CASE"]}
         assert set(cases) == {r[0] for r in runs}, out
         for label, certs in (("der", 1), ("right-second", 2), ("right-first", 2), ("crlf", 2)):
             # 410 is the server's verdict on the made-up token: the exchange went through
             assert cases[label][0] == certs and cases[label][2] == "OK 410", out
-        for label in ("wrong-pem", "wrong-der"):
+        for label in ("wrong-pem", "wrong-der", "wrong-der-2", "wrong-der-3"):
             assert cases[label][2].startswith("ERR OSError") and "TLS:" in cases[label][2], out
+        for label in ("refused-2", "refused-3"):
+            assert "ECONNREFUSED" in cases[label][2], out
+        # every exchange closed what it opened, failed or not
+        assert len({c[3] for c in cases.values()}) == 1, out
         # the deadline cut the stalled handshake: not sooner, and not much later
-        n, ms, what = cases["stall"]
+        n, ms, what, _ = cases["stall"]
         assert what.startswith("ERR OSError") and "timed out" in what, out
         assert 2000 <= ms < 2000 + 8000, out
         st = srv.stats()
@@ -246,4 +256,5 @@ def test_transport_ca_files_and_a_stalled_handshake(micropython: str, pki: dict[
         wait_until(lambda: srv.stats()["tls_handshake_failures"] >= 2, 30, "2 failed handshakes")
     finally:
         stall.close()
+        closed.close()
         srv.stop()

@@ -4,7 +4,8 @@
 #   micropython host_tests/probes/wire_tls.py PATH LABEL|URL|TIMEOUT|CA_FILE ...
 #
 # For each case: PUT URL+PATH with a made-up token, verified against CA_FILE; prints
-# CASE <label> <certificates in CA_FILE> <ms> OK <status> | ERR <exception> <message>.
+# CASE <label> <certificates in CA_FILE> <ms> <open descriptors after it> OK <status> |
+# ERR <exception> <message>.
 import sys
 import time
 
@@ -29,7 +30,10 @@ def case(path, arg):
         out = "OK %d" % r[0]
     except Exception as e:
         out = "ERR %s %s" % (type(e).__name__, e)
-    print("CASE", label, len(ca), time.ticks_diff(time.ticks_ms(), t0), out)
+    import os
+
+    fds = len(os.listdir("/proc/self/fd"))  # what the exchange left open
+    print("CASE", label, len(ca), time.ticks_diff(time.ticks_ms(), t0), fds, out)
 
 
 if __name__ == "__main__":
