@@ -46,7 +46,7 @@ async def _astep(self):
         if a is False:
             try:
                 m, u, b, h = self._request()
-                a = await self.http.arequest(m, u, b, h)
+                a = await self._http.arequest(m, u, b, h)
             except Exception as x:  # every transport failure is one failed attempt
                 a = x
         self._run(a)

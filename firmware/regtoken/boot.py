@@ -11,7 +11,7 @@ from .store import NEVER, UNKNOWN, Record, fingerprint
 
 
 def boot(r):
-    cfg, c, log = r.cfg, r.clock, r.log
+    cfg, c, log = r._cfg, r._clock, r._log
     u = cfg["api_url"]
     https = u[:6] == "https:"
     # at every boot (state None: not again after a 410), http too: the config is one step
@@ -21,9 +21,9 @@ def boot(r):
             log("WARNING: tls_verify is false: the server is not checked")
         if cfg["reprovision"] and not cfg["provisioning_token"]:  # the contract's rule: off
             log("WARNING: reprovision needs a provisioning_token")
-    if not r.http:
+    if not r._http:
         if cfg["transport"] == "wire":
-            w = r.http = wire.Wire(cfg["timeout_s"])
+            w = r._http = wire.Wire(cfg["timeout_s"])
             if https:  # TLS code only for https: off the heap of http
                 import sys
 
@@ -43,7 +43,7 @@ def boot(r):
         else:
             from .ureq import Urequests
 
-            r.http = Urequests(cfg["timeout_s"])
+            r._http = Urequests(cfg["timeout_s"])
     # the buffer kept for the first Wire: it has it now, or none comes; the room for a TLS
     # context: it has been used, or no context is made
     wire._spare = wire._room = None
@@ -62,7 +62,7 @@ def boot(r):
             isdir = 0
         if not isdir:
             log("WARNING: store_dir %s is not a directory" % d)
-    rec = r.store.load()
+    rec = r._store.load()
     init = cfg["initial_token"]
     # import into an empty store, or over a token that is no longer valid (refused, or
     # expired by a clock we trust) from another provisioning: never its own lineage's again
@@ -106,7 +106,7 @@ def boot(r):
             r._set(HEALTHY, now, "retry")
         else:
             # off past its refresh point: spread a fleet that powers up together
-            r._set(HEALTHY, now + policy.boot_delay(now, rec.exp, r.rand()), "overdue")
+            r._set(HEALTHY, now + policy.boot_delay(now, rec.exp, r._rand()), "overdue")
     except Exception as e:  # a record this code cannot place must not stop every boot
         log("boot: %s: %s" % (type(e).__name__, e))
         r._set(HEALTHY if r.token else BACKOFF, now, "refresh at once", "error")

@@ -30,7 +30,7 @@ class Machine:
     def _use(self, rec):
         # the committed record; a token only while the server has not refused it (due < 0:
         # refused, or a provisioning operation)
-        self.rec = rec
+        self._rec = rec
         ok = rec and rec.due >= 0
         self.token = ok and rec.token or None
         e = ok and rec.exp
@@ -42,7 +42,7 @@ class Machine:
             return self._prov.request()
         self._counts["attempts"] += 1
         t = self.token
-        self.log("refresh: presenting " + redact(t))
+        self._log("refresh: presenting " + redact(t))
         # a token is printable ASCII: only '"' and '\\' would need JSON's escapes
         if '"' in t or "\\" in t:
             import json
@@ -59,7 +59,7 @@ class Machine:
         try:
             if a is Machine:  # no token, no provisioning (refresher.py's _todo): boot's,
                 # or a 410's, went wrong
-                self._need("no token", GONE if self.rec else "empty")
+                self._need("no token", GONE if self._rec else "empty")
             elif isinstance(a, Record):
                 self._keep(a, "commit retry")
             elif self._prov:
@@ -67,7 +67,7 @@ class Machine:
             elif isinstance(a, Exception):
                 self._fail("transport", "transport: %s %s" % (type(a).__name__, a))
             else:
-                c = self.clock
+                c = self._clock
                 now = c.now()
                 kind, tok, exp, retry, why = classify(a[0], a[1], a[2], now)
                 t = policy.http_date(a[1].get("date")) or 0  # the server's clock; 0: unknown
@@ -81,9 +81,9 @@ class Machine:
                 if not c.trusted and now - 86400 < t < now + 631152000 or (
                         exp and policy.RELEASED <= t < exp <= now):  # trusted or not
                     c.set(t)
-                    self.log("clock: set from the server's Date header")
+                    self._log("clock: set from the server's Date header")
                     now = t
-                cur = self.rec
+                cur = self._rec
                 if tok:  # rotated (201) or recovered (200)
                     if kind == RECOVERED:  # the unseen token was revoked; said in the
                         # committed line, whose log is guarded (a line before the commit
@@ -102,24 +102,24 @@ class Machine:
                         # no clock to place the schedule on (no NTP, no usable Date), or a
                         # token dead already by the server's: not the schedule, nor a spin,
                         # but the next refresh after a wait that grows like a backoff
-                        w = policy.backoff(self._wait, self.cfg["backoff_min_s"],
-                                           self.cfg["backoff_max_s"], self.rand())
+                        w = policy.backoff(self._wait, self._cfg["backoff_min_s"],
+                                           self._cfg["backoff_max_s"], self._rand())
                         due = now + w + 1
                     self._keep(Record(tok, NEVER if exp is None else exp, due, cur.seed),
                                "recovered (200)" if kind == RECOVERED else "rotated (201)", w)
                 elif kind == GONE:
-                    self.log("410: %s refused for good" % redact(cur.token))
+                    self._log("410: %s refused for good" % redact(cur.token))
                     cur.due = DEAD
                     self._use(cur)  # never presented again, whatever fails below
                     if self._commit(cur):  # on as a boot goes on (refresher.py's _boot)
                         try:
                             return self._boot()
                         except Exception as e:  # no heap to import boot.py again: as
-                            self.log("%s: %s" % (type(e).__name__, e))  # below
+                            self._log("%s: %s" % (type(e).__name__, e))  # below
                     self._need("410: provision this device", GONE)
                 elif kind == FORBIDDEN:
-                    w = self._wait = policy.floor(max(self.cfg["backoff_max_s"], retry),
-                                                  self.rand())
+                    w = self._wait = policy.floor(max(self._cfg["backoff_max_s"], retry),
+                                                  self._rand())
                     cur.due, cur.why = now + w + 1, FORBIDDEN
                     self._commit(cur)
                     self._set(FORBIDDEN, cur.due, "403 forbidden: next try in %ds" % w,
@@ -129,7 +129,7 @@ class Machine:
                     # the server's floor outlives a restart, as a 403's hold; not if a
                     # callback's step() has committed a newer record meanwhile (the
                     # parent would go back to flash)
-                    if retry and self.rec is cur:
+                    if retry and self._rec is cur:
                         cur.due, cur.why = self._next, kind
                         self._commit(cur)
         except Exception as e:  # MemoryError too
@@ -138,11 +138,11 @@ class Machine:
                     return self._prov.settle(e)
                 self._fail("error", "%s: %s" % (type(e).__name__, e))
             except Exception:  # not even memory for that: later, all the same
-                self._next = self.clock.now() + self.cfg["backoff_max_s"]
+                self._next = self._clock.now() + self._cfg["backoff_max_s"]
 
     def _need(self, why, reason):
         # no usable token: provision ourselves if allowed, else wait for a person
-        if self.cfg["reprovision"] and self.cfg["provisioning_token"]:
+        if self._cfg["reprovision"] and self._cfg["provisioning_token"]:
             from .selfprov import Provisioner
 
             self._prov = Provisioner(self, reason)
@@ -153,11 +153,11 @@ class Machine:
         # wait: the server's Retry-After, a floor; end: a time the next attempt may not
         # pass (0: none)
         self._counts["failures"] += 1
-        c = self.cfg
-        now = self.clock.now()
+        c = self._cfg
+        now = self._clock.now()
         e = self.expires  # the seconds it has left, as expires_in() says
         w = self._wait = policy.backoff(self._wait, c["backoff_min_s"], c["backoff_max_s"],
-                                        self.rand(), wait, None if e is None else e - now)
+                                        self._rand(), wait, None if e is None else e - now)
         if end and now + w >= end:
             w = max(end - now - 1, 0)
         # now() drops the fraction of the current second: +1 so a wait is never shorter
@@ -165,20 +165,20 @@ class Machine:
 
     def _due(self, now, exp):
         # 0: never; a token the server sent already (nearly) expired must not make us spin
-        return 0 if exp is None else max(policy.refresh_at(now, exp, self.rand()),
-                                         now + self.cfg["backoff_min_s"])
+        return 0 if exp is None else max(policy.refresh_at(now, exp, self._rand()),
+                                         now + self._cfg["backoff_min_s"])
 
     def _commit(self, rec):
         # True once on flash. 403, 410 and an import must survive a restart; if the flash
         # refuses, RAM still obeys them.
         try:
-            rec.at = self.clock.now()
-            self.store.commit(rec)
+            rec.at = self._clock.now()
+            self._store.commit(rec)
             if self._pending is rec:  # the pending record in use, committed with a hold
                 self._pending = None
             return True
         except Exception as e:  # StoreError, or MemoryError inside the commit
-            self.log("%s: %s" % ("store", e))  # "store: ...", in names it has
+            self._log("%s: %s" % ("store", e))  # "store: ...", in names it has
 
     def _keep(self, rec, why, wait=0):
         # commit a new record, and only then use it; `wait`: the backoff wait that set its
@@ -186,7 +186,7 @@ class Machine:
         if not self._commit(rec):
             self._pending = rec
             d = rec.due
-            if d and d <= self.clock.now():
+            if d and d <= self._clock.now():
                 # its own refresh is due and the flash still refuses it: it is the token
                 # now, presented from RAM (refresher.py's _todo), or it expires unseen and
                 # the device is dead even without a power cut; the token on flash is its
@@ -201,9 +201,9 @@ class Machine:
         self._wait = wait
         self._counts["rotations"] += 1
         try:  # no heap for the line: the token is in use all the same, and is told of
-            self.log("%s: committed %s, expires %s, next refresh %s" % (
+            self._log("%s: committed %s, expires %s, next refresh %s" % (
                 why, redact(rec.token), policy.iso(self.expires),
-                "in %d s" % (rec.due - self.clock.now()) if rec.due else "never"))
+                "in %d s" % (rec.due - self._clock.now()) if rec.due else "never"))
         except Exception:
             pass
         # the state first: a callback sees it whole (status(), or force() from inside)
@@ -218,7 +218,7 @@ class Machine:
                 cbs[i](a, b)
             except Exception as e:  # the application's bug must not stop the refresher;
                 # its type only: its text may quote the token it was given
-                self.log("callback: " + type(e).__name__)
+                self._log("callback: " + type(e).__name__)
 
     def _set(self, state, due, why, reason=None):
         self._next = due  # the next attempt (None: none)
@@ -228,9 +228,9 @@ class Machine:
         self.state = state
         try:  # no heap for the line: the state is set all the same, and told of
             if c:
-                self.log("state: %s (%s)" % (state, why))
+                self._log("state: %s (%s)" % (state, why))
             elif state != HEALTHY:
-                self.log("%s: %s" % (state, why))
+                self._log("%s: %s" % (state, why))
         except Exception:
             pass
         if c:

@@ -36,12 +36,12 @@ class Refresher(Machine):
     _prov = _pending = _sleeper = None  # type: ignore[assignment]
 
     def __init__(self, cfg, transport=None, store=None, clock=None, rand=None, log=None):
-        self.cfg = cfg
-        self.log = _log if log is None else log  # an empty list-like log is still one
-        self.clock = clock or Clock()
-        self.rand = rand or _random
-        self.http = transport
-        self.store = store or Store(cfg["store_dir"], self.log)
+        self._cfg = cfg
+        self._log = _log if log is None else log  # an empty list-like log is still one
+        self._clock = clock or Clock()
+        self._rand = rand or _random
+        self._http = transport
+        self._store = store or Store(cfg["store_dir"], self._log)
         self.state = self._next = self._why = self._reason = None
         self._wait = 0  # the last backoff wait, 0 after a success
         self._counts = {"attempts": 0, "rotations": 0, "recoveries": 0, "failures": 0}
@@ -65,11 +65,11 @@ class Refresher(Machine):
 
     def expires_in(self):
         e = self.expires
-        return None if e is None else e - self.clock.now()
+        return None if e is None else e - self._clock.now()
 
     def due_in(self):
         n = self._next
-        return None if n is None else max(0, n - self.clock.now())
+        return None if n is None else max(0, n - self._clock.now())
 
     def _todo(self):
         # what a due step does: the commit of the pending record again; the call (False);
@@ -78,7 +78,7 @@ class Refresher(Machine):
         # record in use (machine.py's _keep) is presented, its commit tried first: the
         # flash may take it while the server is down
         a = self._pending
-        if a and a is self.rec:
+        if a and a is self._rec:
             self._commit(a)  # on flash now, or not: the call follows either way
             a = None
         return a or (False if self.token or self._prov else Machine)
@@ -90,7 +90,7 @@ class Refresher(Machine):
                 if a is False:
                     try:
                         m, u, b, h = self._request()  # not *args: a call through * costs heap
-                        a = self.http.request(m, u, b, h)
+                        a = self._http.request(m, u, b, h)
                     except Exception as e:  # every transport failure is one failed attempt
                         a = e
                 self._run(a)
@@ -109,9 +109,9 @@ class Refresher(Machine):
         # on_token that does, refreshes once per backoff_min_s at most
         if self.state != HEALTHY:
             return False
-        n = self.clock.now()
-        r = self.rec  # its commit's time; one ahead of the clock (set back since): now
-        self._next = max(n, min(r.at, n) + self.cfg["backoff_min_s"] if r else 0)
+        n = self._clock.now()
+        r = self._rec  # its commit's time; one ahead of the clock (set back since): now
+        self._next = max(n, min(r.at, n) + self._cfg["backoff_min_s"] if r else 0)
         t = self._sleeper  # the asyncio task asleep in astep (aio.py): woken by a cancel
         if t:
             self._sleeper = None
@@ -146,7 +146,7 @@ class Refresher(Machine):
         except Exception:
             return
         e = self.expires
-        if s != FORBIDDEN and e and e > self.clock.now() and not 0 < n <= e:
+        if s != FORBIDDEN and e and e > self._clock.now() and not 0 < n <= e:
             return  # a schedule the live token contradicts (never, or past its expiry)
         if s in (HEALTHY, BACKOFF, FORBIDDEN) and self.state == HEALTHY or \
                 s == self.state == PROVISIONING:

@@ -41,18 +41,18 @@ class Provisioner:
     def __init__(self, r, reason):
         self.r = r
         self.reason = reason  # why there is no token (status()'s reason): empty or gone
-        rec = r.rec  # None, refused (DEAD) or a stored operation (OP)
+        rec = r._rec  # None, refused (DEAD) or a stored operation (OP)
         self.seed = rec.seed if rec else "-"
         self.id = self.code = self.exp = None
-        at = self.t0 = r.clock.now()  # t0: when the last call started
+        at = self.t0 = r._clock.now()  # t0: when the last call started
         if rec and rec.why.endswith("empty"):  # it began on an empty store (the record's
             self.reason = reason = "empty"  # why): no 410 came, whatever a restart says
         if rec and rec.due == OP:
             self.id, self.code = rec.token.split()
             self.exp = rec.exp
-            at += r.cfg["backoff_min_s"]  # the previous call may have been just before the cut
+            at += r._cfg["backoff_min_s"]  # the previous call may have been just before the cut
         if rec and rec.why.startswith(DISABLED):  # a 423's hold, across a restart:
-            at = max(at, rec.at + r.cfg["backoff_max_s"] + 1)  # backoff_max_s from its commit
+            at = max(at, rec.at + r._cfg["backoff_max_s"] + 1)  # backoff_max_s from its commit
             # (the clock floor moved an unset clock to at least that time)
         r._wait = 0
         r._set(PROVISIONING, at, "resumed, code %s" % self.code if self.id else "no token",
@@ -60,12 +60,12 @@ class Provisioner:
 
     def request(self):
         r = self.r
-        c = r.cfg
-        t = self.t0 = r.clock.now()
+        c = r._cfg
+        t = self.t0 = r._clock.now()
         # exp dropped the fraction of its second: only past that second has it surely passed
         if self.id and t > self.exp:
             self.id = None
-            r.log("provisioning: expired")
+            r._log("provisioning: expired")
         d = c["device_id"]
         m, p, d = ("PUT", "complete", {"provisioningOperationId": self.id}) if self.id else (
             "POST", "init", {"deviceId": d} if d else {})
@@ -73,9 +73,9 @@ class Provisioner:
 
     def settle(self, a):
         r = self.r
-        c = r.cfg
+        c = r._cfg
         lo, hi = c["backoff_min_s"], c["backoff_max_s"]
-        now = r.clock.now()
+        now = r._clock.now()
         retry = 0
         rec = None  # to commit: the new operation, or the cancelled one
         if isinstance(a, Exception):
@@ -104,11 +104,11 @@ class Provisioner:
                         tok, exp = token_object(body)
                         r._prov = None
                         t = policy.http_date(h.get("date")) or 0
-                        if exp and r.clock.trusted and policy.RELEASED <= t < exp and \
+                        if exp and r._clock.trusted and policy.RELEASED <= t < exp and \
                                 abs(t - now) > 2:  # its expiry on our clock, as machine.py's
                             exp += now - t
                         # without NTP `now` is wrong: refresh at once, which sets the clock
-                        due = r._due(now, exp) if r.clock.trusted else now
+                        due = r._due(now, exp) if r._clock.trusted else now
                         return r._keep(Record(tok, NEVER if exp is None else exp, due,
                                               self.seed), "provisioned (%d)" % st)
                 elif st == 401 or st == 410 and _cancelled(body):
@@ -128,7 +128,7 @@ class Provisioner:
                     r._wait = 0
                     why = "410: new init"
                 elif st == 423:  # workspace disabled: a hold kept across a restart (the
-                    lo = policy.floor(max(retry, hi), r.rand())  # operation, or a record
+                    lo = policy.floor(max(retry, hi), r._rand())  # operation, or a record
                     # with no token, marked); lo: the 60 s cap below does not shorten it
                     d = DISABLED + "-" + self.reason
                     r._commit(Record("%s %s" % (self.id, self.code), self.exp, OP, self.seed,
@@ -141,14 +141,14 @@ class Provisioner:
         if hi is None:
             return r._set(PROVISION, None, why, self.reason)
         if rec:
-            r.log("provisioning: verification code: %s (until %s)" % (self.code,
+            r._log("provisioning: verification code: %s (until %s)" % (self.code,
                                                                      o["expirationTime"]))
             r._wait = 0
         # counted from the start of this call, so that a slow or timed-out one does not
         # stretch the gap between two calls (57, +1 as now() drops a fraction: within 60 s
         # of each other, a Retry-After's wait too, as the contract says), and no sooner
         # than `lo` after its end
-        w = policy.backoff(r._wait, lo, hi, r.rand(), retry)
+        w = policy.backoff(r._wait, lo, hi, r._rand(), retry)
         w = r._wait = min(w, 57) if self.id and now < self.exp else w
         due = max(self.t0 + w, now + lo) + 1
         if self.id:  # if it expires first, the new init then: not up to a minute later

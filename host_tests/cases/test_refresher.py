@@ -659,7 +659,7 @@ def test_force_only_when_healthy():
     assert len(rig.http.calls) == 2
     rig.clock.advance(5)
     assert rig.r.force() and rig.r.step() > 5 and rig.r.token == tok(3)
-    rig.r.rec.at = rig.clock.now() + 10 ** 8  # committed by a clock set back since
+    rig.r._rec.at = rig.clock.now() + 10 ** 8  # committed by a clock set back since
     assert rig.r.force() and rig.r.due_in() == 5  # not years on
     rig.r.state = BACKOFF  # backoff and forbidden keep their waits
     assert rig.r.force() is False
@@ -860,7 +860,7 @@ def test_a_410_is_final_even_when_booting_again_runs_out_of_heap():
     def no_heap():
         raise MemoryError("memory allocation failed, allocating 272 bytes")
 
-    rig.r.store.load = no_heap  # the first thing a boot reads
+    rig.r._store.load = no_heap  # the first thing a boot reads
     rig.clock.advance(5)
     rig.r.force()
     rig.r.step()
@@ -1059,7 +1059,7 @@ def test_an_https_refresher_makes_its_tls_context_at_construction():
 
         wire._room = bytearray(8)  # as the config check leaves it for https
         r = Refresher(cfg, store=Store(MemFS()), clock=VirtualClock(), log=[].append)
-        assert len(fake.made) == 1 and r.http.ctx is fake.made[0]
+        assert len(fake.made) == 1 and r._http.ctx is fake.made[0]
         assert fake.made[0].verify_mode == Tls.CERT_NONE and not fake.wrapped
         assert "regtoken.pem" not in sys.modules  # let go: the context is all it needs
         assert wire._room is None  # the piece kept for the context is free again
@@ -1172,7 +1172,7 @@ def test_no_heap_for_a_log_line_still_tells_the_callbacks():
         if "committed" in msg or msg.startswith("state: "):
             raise MemoryError("memory allocation failed, allocating 96 bytes")
 
-    rig.r.log = log
+    rig.r._log = log
     rig.r.step()
     assert told == [tok(1)] and rig.r.state == HEALTHY and rig.r.token == tok(1)
     assert states == [HEALTHY] and rig.r.status()["reason"] is None
@@ -1192,7 +1192,7 @@ def test_no_heap_for_the_recovery_line_still_commits_the_200s_token():
             raise MemoryError("memory allocation failed, allocating 96 bytes")
         lines.append(msg)
 
-    rig.r.log = log
+    rig.r._log = log
     rig.run_until_due()
     assert rig.r.token == tok(2) and rig.stored().token == tok(2)
     assert rig.r.state == HEALTHY and rig.r.status()["counts"]["recoveries"] == 1

@@ -84,12 +84,12 @@ def firmware():
     r = regtoken.open("config.json")
 
     def cycle():
-        r.rec.at = 0  # force() waits backoff_min_s after a commit: rotations back to back
+        r._rec.at = 0  # force() waits backoff_min_s after a commit: rotations back to back
         r.force()
         r.step()
 
     machine = sys.modules["regtoken.machine"]
-    edges = ((r.http, "request"), (machine, "classify"), (r.store, "commit"), (r, "log"))
+    edges = ((r._http, "request"), (machine, "classify"), (r._store, "commit"), (r, "_log"))
     return cycle, edges, lambda: r.status()["counts"]["rotations"]
 
 

@@ -39,7 +39,7 @@ def rotated(r):
 
 
 def rotate(r):
-    r.rec.at = 0  # force() waits backoff_min_s after a commit: rotations back to back
+    r._rec.at = 0  # force() waits backoff_min_s after a commit: rotations back to back
     r.force()
     r.step()
 
@@ -54,8 +54,8 @@ def heap(cycles):
         rotate(r)
     runs = [bh.measure(lambda: rotate(r)) for _ in range(cycles)]
     parts = {}
-    bh.tally(r.http, "request", parts)  # the relay's share: JSON and base64 on the console
-    bh.tally(r.store, "commit", parts)  # littlefs on the board's flash
+    bh.tally(r._http, "request", parts)  # the relay's share: JSON and base64 on the console
+    bh.tally(r._store, "commit", parts)  # littlefs on the board's flash
     bh.tally(r, "log", parts)  # print on the USB console
     parts["total"] = bh.measure(lambda: rotate(r))[0]
     bh.result({"what": "cycle", "alloc": [a for a, _ in runs], "kept": [k for _, k in runs],
@@ -83,7 +83,7 @@ def ballast(free, rotations):
     error = ""
     try:
         for _ in range(rotations):
-            r.rec.at = 0  # as in rotate()
+            r._rec.at = 0  # as in rotate()
             if not r.force():
                 break
             r.step()
