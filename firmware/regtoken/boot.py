@@ -80,7 +80,8 @@ def boot(r):
         # time known to have passed (the last commit, else the release)
         t = max(rec.at if rec else 0, RELEASED)
         if c.now() < t:
-            c.set(t, False)
+            c.set(t)  # the clock edge's one documented argument; still not trusted
+            c.trusted = False
             log("clock: unset, moved forward to " + iso(t))
     now = c.now()
     try:

@@ -26,10 +26,11 @@ class Clock:
     def now(self):
         return int(time.time()) + EPOCH + self.offset
 
-    def set(self, unix, trusted=True):
-        """Move to `unix`. A board's RTC is set too, so that TLS (mbedTLS reads the
-        port's clock) checks certificates against it; the unix port keeps an offset."""
-        self.trusted = trusted
+    def set(self, unix):
+        """Move to `unix`, and trust it. A board's RTC is set too, so that TLS (mbedTLS
+        reads the port's clock) checks certificates against it; the unix port keeps an
+        offset."""
+        self.trusted = True
         try:  # the unix port has no machine.RTC; CPython no machine
             import machine
 

@@ -513,6 +513,31 @@ def test_an_untrusted_clock_years_ahead_is_set_by_a_date_by_which_the_token_is_a
     assert rig.r.expires_in() == DAY
 
 
+def test_a_clock_edge_with_the_documented_three_takes_the_clock_floor():
+    # README: a clock edge is now(), trusted and set(unix). The floor called set(t, False),
+    # so such a clock, untrusted and behind the release (a board without NTP), made every
+    # boot raise TypeError out of regtoken.open()
+    from regtoken.policy import RELEASED
+
+    class Rtc:
+        trusted = False
+        t = RELEASED - 10 * 365 * DAY  # an RTC near its epoch
+
+        def now(self):
+            return self.t
+
+        def set(self, unix):
+            self.t = unix
+            self.trusted = True  # the natural reading: a clock that was set is right
+
+    rtc = Rtc()
+    cfg = validate({"api_url": "http://x", "initial_token": tok(0), "store_dir": ""})
+    r = Refresher(cfg, transport=FakeHTTP(), store=Store(MemFS()), clock=rtc,
+                  log=lambda line: None)
+    assert rtc.t == RELEASED and not rtc.trusted  # moved forward, and still not trusted
+    assert r.token == tok(0) and r.state == HEALTHY
+
+
 def test_a_date_before_the_clock_floor_or_decades_ahead_sets_no_clock():
     # a server's clock gone wrong: 1970 is before what the device knows has passed (the
     # clock floor moved it to the release date), 9999 is no time at all; the next good
