@@ -252,6 +252,16 @@ def test_provision_sources_merge_in_order(tmp_path: Path) -> None:
     assert (raw["initial_token"], raw["initial_expiration"]) == (TOKEN, None)
 
 
+def test_provision_a_token_file_without_expiration_leaves_it_unknown(tmp_path: Path) -> None:
+    # no expirationTime in the file is an unknown expiry (the first boot rotates at once),
+    # not null (never expires: the device would never rotate at all)
+    (tmp_path / "token.json").write_text(json.dumps({"registrationToken": TOKEN}))
+    raw = provision.gather(None, str(tmp_path / "token.json"), {"API_URL": "http://h"})
+    assert raw["initial_token"] == TOKEN and "initial_expiration" not in raw
+    cfg, _ = provision.validate(raw, boards.load("unix"))
+    assert "initial_expiration" not in cfg
+
+
 def test_provision_rejects_unknown_keys_and_bad_token_files(tmp_path: Path) -> None:
     (tmp_path / "p.json").write_text(json.dumps({"api_uri": "http://x"}))
     with pytest.raises(provision.ProvisionError, match="unknown key.*api_uri"):

@@ -109,8 +109,10 @@ def _token_object(path: str) -> dict[str, Any]:
     if not isinstance(doc, dict) or "registrationToken" not in doc:
         raise ProvisionError('TOKEN_FILE %s: must be a token object {"registrationToken": ..., '
                              '"expirationTime": ...}' % path)
-    return {"initial_token": doc["registrationToken"],
-            "initial_expiration": doc.get("expirationTime")}
+    out = {"initial_token": doc["registrationToken"]}
+    if "expirationTime" in doc:  # null: never expires; no key: unknown, rotated at once
+        out["initial_expiration"] = doc["expirationTime"]
+    return out
 
 
 def validate(raw: dict[str, Any], board: Board) -> tuple[dict[str, Any], Path | None]:
