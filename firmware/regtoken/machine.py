@@ -81,8 +81,11 @@ class Machine:
                 if not c.trusted and now - 86400 < t < now + 631152000 or (
                         exp and policy.RELEASED <= t < exp <= now):  # trusted or not
                     c.set(t)
-                    self._log("clock: set from the server's Date header")
                     now = t
+                    try:  # no heap for the line: the answer is acted on all the same
+                        self._log("clock: set from the server's Date header")
+                    except Exception:
+                        pass
                 cur = self._rec
                 if tok:  # rotated (201) or recovered (200)
                     if kind == RECOVERED:  # the unseen token was revoked; said in the

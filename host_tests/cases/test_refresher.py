@@ -1241,6 +1241,22 @@ def test_a_step_from_on_state_in_a_412s_backoff_leaves_the_new_token_on_flash():
     assert rig.stored().token == tok(1) and rig.restart().r.token == tok(1)
 
 
+def test_no_heap_for_the_clock_line_still_commits_the_answers_token():
+    # the "clock: set" line came before the commit, unguarded: with no heap for it the
+    # 201 became a failed attempt and its token was lost (the server had rotated)
+    rig = Rig(issued(tok(1), iso(T0 + DAY), headers={"date": "Fri, 15 Jan 2027 08:00:00 GMT"}),
+              clock=VirtualClock(T0 - 3600, trusted=False))  # the Date: T0
+
+    def log(msg):
+        if msg.startswith("clock: set"):
+            raise MemoryError("memory allocation failed, allocating 96 bytes")
+
+    rig.r._log = log
+    rig.r.step()
+    assert rig.r.token == tok(1) and rig.stored().token == tok(1) and rig.clock.trusted
+    assert rig.r.state == HEALTHY and len(rig.http.calls) == 1
+
+
 def test_a_callback_that_registers_one_waits_for_the_next_event():
     # a "once" pattern with no unregister: each callback registering the next one looped
     # for ever inside one commit (the live list iterated)
