@@ -146,8 +146,12 @@ class Refresher(Machine):
         except Exception:
             return
         e = self.expires
-        if s != FORBIDDEN and e and e > self._clock.now() and not 0 < n <= e:
-            return  # a schedule the live token contradicts (never, or past its expiry)
+        now = self._clock.now()
+        if s == FORBIDDEN:  # a 403's hold: at most 1.5 times backoff_max_s or a day's
+            e = now + 2 * max(self._cfg["backoff_max_s"], 86400)  # Retry-After
+        if e and e > now and not 0 < n <= e:
+            return  # a schedule the live token contradicts (never, or past its expiry), or
+            # a hold no 403 sets (RTC memory written over, or another app's)
         if s in (HEALTHY, BACKOFF, FORBIDDEN) and self.state == HEALTHY or \
                 s == self.state == PROVISIONING:
             self._wait = w

@@ -762,6 +762,21 @@ def test_resume_ignores_junk():
     assert rig.r.state == BACKOFF and rig.r._next == T0 + 100
 
 
+def test_resume_ignores_a_hold_no_403_sets():
+    # a 403's hold may outlast the token, but not 1.5 times a day's Retry-After or
+    # backoff_max_s: RTC memory written over (another app's) read "forbidden 99999999999"
+    # and parked a healthy device for ever
+    rig = Rig(issued(tok(1), iso(T0 + DAY)))
+    rig.r.step()
+    due = rig.r._next
+    for junk in (b"forbidden 99999999999 0 forbidden", b"forbidden 0 0 forbidden",
+                 b"forbidden %d 0 forbidden" % (T0 + 3 * DAY)):
+        rig.r.resume(junk)
+        assert rig.r.state == HEALTHY and rig.r._next == due, junk
+    rig.r.resume(b"forbidden %d 240 forbidden" % (T0 + DAY + 7200))  # past expiry: kept
+    assert rig.r.state == FORBIDDEN and rig.r._next == T0 + DAY + 7200
+
+
 def test_timer_wake_keeps_the_boot_delay_already_drawn():
     rig = Rig(issued(tok(1), iso(T0 + DAY)), issued(tok(2), iso(T0 + 2 * DAY)))
     rig.r.step()
