@@ -78,8 +78,15 @@ def validate(raw, name="config"):
             elif k == "ca_file" and https and cfg["tls_verify"] and not v:
                 why = "set for https or tls_verify false"
             elif k == "wifi" and v and not (isinstance(cfg[k].get("ssid"), str)  # cfg[k]: mypy
+                                            and cfg[k]["ssid"]
                                             and isinstance(cfg[k].get("password", ""), str)):
                 why = '{"ssid": "...", "password": "..."}'
+            elif k == "led" and v is not None and not (type(cfg[k].get("pin")) in (int, str)
+                                                       and all((x, type(y)) in (
+                    ("pin", int), ("pin", str), ("active_high", bool), ("rgb", bool),
+                    ("timer", int)) for x, y in cfg[k].items())):
+                # else a typo boots again for ever on a board (KeyError: pin)
+                why = '{"pin": 2 or "LED", "active_high": true, "timer": 0, "rgb": false}'
         if why:
             raise ConfigError("%s: '%s' must be %s" % (name, k, why))
     cfg["api_url"] = url.rstrip("/")

@@ -58,6 +58,13 @@ def test_each_bad_value_names_its_key():
     refused("transport", transport="curl")
     refused("sleep", sleep="hibernate")
     refused("led", led=2)
+    # a board booted again for ever on these (KeyError: pin, ValueError: invalid pin)
+    refused("led", led={})
+    refused("led", led={"pin": 2.5})
+    refused("led", led={"pin": 2, "active_high": 1})
+    refused("led", led={"pin": 2, "timer": "0"})
+    refused("led", led={"pin": 2, "colour": "red"})
+    refused("wifi", wifi={"ssid": "", "password": "x"})  # "not configured" for ever
     refused("store_dir", store_dir=None)
     refused("bakoff_min_s", bakoff_min_s=5)
 
