@@ -21,6 +21,7 @@ def main():
     while True:
         try:
             if BOARD:  # runs until an exception escapes a boot or a step
+                t = time.time()
                 from board.loop import run
 
                 return run(regtoken.load("config.json"))
@@ -33,6 +34,8 @@ def main():
             # board's radio failing: one line and a boot again, from what the store holds,
             # as a restart would; never a traceback at the REPL, where a board would sit
             # until a power cycle
+            if BOARD and abs(time.time() - t) > 256:  # abs: NTP may have set the clock
+                wait = 1  # it ran: a fault after a boot that worked starts the waits anew
             log("boot: %s %.48s; again in %d s" % (type(e).__name__, e, wait))
             time.sleep(wait)
             wait = min(wait * 4, 256)

@@ -15,19 +15,29 @@ def run(cfg):
     light = led.Led(cfg["led"])
     w, mode = cfg["wifi"], cfg["sleep"]
     woke = mode == "deep" and sleep.woke_from_deep_sleep()
+    # RTC memory: b"T" (the clock was trusted) or b"-", then the refresher's wait
+    kept = woke and sleep.rtc_load() or b""
     if not woke:
         light.show("connecting")
         wifi.connect(w, log)
-    r = regtoken.Refresher(cfg, clock=regtoken.Clock(woke or wifi.sync_clock(log)))
+    # a timer wake trusts the RTC only if NTP or a server's Date had set it before the
+    # sleep; else the next answer's Date still may
+    c = regtoken.Clock(kept[:1] == b"T" if woke else wifi.sync_clock(log))
+    r = regtoken.Refresher(cfg, clock=c)
     if woke:
-        r.resume(sleep.rtc_load())
+        r.resume(kept[1:])
     r.on_state(lambda state, why: light.show(state))
     while True:
         if r.due_in() == 0:
             wifi.connect(w, log)  # cheap when the link is up
-            if r.state == regtoken.HEALTHY:
-                wifi.sync_clock(log)  # RTCs drift, most of all through deep sleep
+            # RTCs drift, most of all through deep sleep; and NTP that failed at boot may
+            # work now: a clock it sets is trusted
+            if (r.state == regtoken.HEALTHY or not c.trusted) and wifi.sync_clock(log):
+                c.trusted = True
         wait = r.step()
+        if mode != "none":  # dark while the board sleeps: its blink timer stops, and a
+            light.off()  # lit LED (an RGB one latches its colour) would stay lit
         if mode == "deep":
-            sleep.rtc_save(r.suspend())
+            sleep.rtc_save((b"T" if c.trusted else b"-") + r.suspend())
         sleep.sleep(86400 if wait is None else wait, mode)
+        light.show(r.state)  # awake again (light sleep; rp2's deep)

@@ -65,7 +65,7 @@ def test_power_on_joins_wifi_sets_the_clock_then_sleeps_until_due(board: FakeBoa
     ms = boot(board)
     assert radio(board), "a cold boot joins Wi-Fi and asks NTP"
     assert 3590_000 <= ms <= 3600_000
-    assert board.rtc_memory and board.rtc_memory.startswith(b"healthy ")
+    assert board.rtc_memory and board.rtc_memory.startswith(b"Thealthy ")  # T: NTP set it
 
 
 def test_timer_wake_with_nothing_due_sleeps_again_without_the_radio(board: FakeBoard) -> None:
@@ -128,7 +128,7 @@ def test_a_fault_out_of_a_boot_is_one_line_and_a_boot_again(board: FakeBoard, ca
     said = [ln for ln in capsys.readouterr().out.splitlines() if "again in" in ln]
     assert said == ["[regtoken] boot: OSError Wifi Internal Error; again in %d s" % w
                     for w in (1, 4, 16)]
-    assert board.rtc_memory and board.rtc_memory.startswith(b"healthy ")
+    assert board.rtc_memory and board.rtc_memory.startswith(b"Thealthy ")
 
 
 def test_a_config_error_on_a_board_still_stops_it(board: FakeBoard, capsys: Any) -> None:
@@ -160,3 +160,93 @@ def test_a_config_error_leaves_a_board_at_the_repl_not_in_a_reset_loop(
     with pytest.raises(SystemExit) as e:
         runpy.run_path(path, run_name="__main__")
     assert e.value.code == 2
+
+
+def clocks(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every regtoken.Clock board/loop.py makes, to read its trust afterwards."""
+    import regtoken
+
+    made: list[Any] = []
+
+    class Spy(regtoken.Clock):
+        def __init__(self, trusted: bool = True) -> None:
+            super().__init__(trusted)
+            made.append(self)
+
+    monkeypatch.setattr(regtoken, "Clock", Spy)
+    return made
+
+
+def test_a_timer_wake_trusts_the_clock_only_as_far_as_before_the_sleep(
+        board: FakeBoard, monkeypatch: pytest.MonkeyPatch) -> None:
+    # any deep-sleep wake counted the RTC as trusted: one NTP never set (firewalled) stayed
+    # at the clock floor for good, days behind, the server's Date no longer taken
+    store_token(due=int(time.time()) + 7200)
+    board.ntp_failures = 10**6  # no NTP, ever
+    made = clocks(monkeypatch)
+    boot(board)
+    assert not made[-1].trusted and board.rtc_memory and board.rtc_memory[:1] == b"-"
+    board.reset_cause = 4  # the timer woke it
+    boot(board)
+    assert radio(board) == [] and not made[-1].trusted  # the next Date may still set it
+    board.ntp_failures = 0
+    store_token(due=int(time.time()) + 7200)
+    board.reset_cause = 1
+    boot(board)  # a cold boot with NTP: trusted, and so after the next wake
+    board.reset_cause = 4
+    boot(board)
+    assert made[-1].trusted
+
+
+def test_ntp_that_works_after_the_boot_makes_the_clock_trusted(
+        board: FakeBoard, monkeypatch: pytest.MonkeyPatch) -> None:
+    # sync_clock()'s answer was thrown away after the boot: a clock NTP set later stayed
+    # untrusted, and a day's token was rotated every few minutes ("ntp: clock set" each time)
+    store_token(due=int(time.time()) + 7200)
+    board.ntp_failures = 2  # both of the boot's tries; the next works
+    made = clocks(monkeypatch)
+    boot(board)  # untrusted: refreshes at once, NTP asked first
+    assert ("settime",) in board.calls and made[-1].trusted
+    assert board.rtc_memory and board.rtc_memory[:1] == b"T"
+
+
+def test_the_led_is_dark_while_the_board_sleeps(board: FakeBoard) -> None:
+    # every pattern starts lit and the loop never turned it off: an RGB LED latched its
+    # colour through deep sleep, a GPIO one kept its level with its blink timer stopped
+    with open("config.json", "w") as f:
+        json.dump({"api_url": "http://127.0.0.1:9", "wifi": WIFI, "sleep": "deep",
+                   "led": {"pin": 2}}, f)
+    store_token(due=int(time.time()) + 3600)
+    boot(board)
+    assert board.pins[2].history[-1] == 0 and not [t for t in board.timers if t.running]
+
+
+def test_a_fault_long_after_a_good_boot_waits_from_1_s_again(
+        board: FakeBoard, monkeypatch: pytest.MonkeyPatch) -> None:
+    # main.py's wait before a boot again grew for good: after a few radio faults over
+    # months, every later one waited 256 s where a restart waits 1
+    with open("config.json", "w") as f:
+        json.dump({"api_url": "http://127.0.0.1:9", "wifi": WIFI, "sleep": "light"}, f)
+    store_token(due=int(time.time()) + 3600)
+    t0 = time.time()
+    monkeypatch.setattr(time, "time", lambda: t0 + board.clock.ms / 1000)  # sleeps move it
+    waited: list[float] = []
+    monkeypatch.setattr(time, "sleep", waited.append)
+    board.active_errors = 3  # three boots fail at once
+    from board import wifi
+
+    connect = wifi.connect
+    failed: list[int] = []
+
+    def flaky(w: Any, log: Any) -> bool:
+        if board.clock.ms >= 3_000_000:  # the refresh an hour on: the radio fails
+            if failed:
+                raise Slept()  # the boot after it: enough
+            failed.append(1)
+            raise OSError("Wifi Internal Error")
+        return connect(w, log)
+
+    monkeypatch.setattr(wifi, "connect", flaky)
+    with pytest.raises(Slept):
+        load_main().main()
+    assert waited == [1, 4, 16, 1], waited
