@@ -156,8 +156,8 @@ def section(rp2: dict[str, Any], unix: dict[str, Any]) -> list[str]:
              unix_core),
             ("... of which the store's commit (bytes; littlefs on flash vs a POSIX directory)",
              rp2["parts"]["commit"], unix["cycle"]["parts"]["commit"]),
-            ("... of which the log lines (bytes)", rp2["parts"]["log"],
-             unix["cycle"]["parts"]["log"]),
+            ("... of which the log lines (bytes)", rp2["parts"]["_log"],
+             unix["cycle"]["parts"]["_log"]),
             ("Heap a rotation leaves allocated after gc.collect() (bytes, max)",
              max(rp2["kept"]), max(unix["cycle"]["kept"]))]
     mins = rp2["min_free"]

@@ -113,7 +113,7 @@ def targets_section(res: dict[str, Any], rows: list[Row]) -> list[str]:
 
 FW_PARTS = (("request", "Wire.request: the whole HTTP exchange, streamed"),
             ("classify", "policy.classify: JSON and checks"),
-            ("commit", "Store.commit: encode, write, read back"), ("log", "log lines"))
+            ("commit", "Store.commit: encode, write, read back"), ("_log", "log lines"))
 BASE_PARTS = (("put_token", "put_token: HTTP and JSON"), ("put", "↳ of it requests.put"),
               ("json", "↳ of it Response.json"),
               ("save_token", "save_token: json.dump over token.json"), ("log", "log line"))
