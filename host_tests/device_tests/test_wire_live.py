@@ -30,6 +30,11 @@ ANSWERS = {
                   b"\r\n" % len(TOKEN) + TOKEN,
     "/chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n" % len(TOKEN)
                 + TOKEN + b"\r\n0\r\n\r\n",
+    # no HTTP at all: a token object where the status line should be
+    "/garbage": TOKEN + b"\r\n\r\n",
+    # a redirect to itself (the port filled in by Server.one)
+    "/loop": b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:%d/loop\r\n"
+             b"Content-Length: 0\r\n\r\n",
     # closed after the answer (what urequests, reading to EOF, needs)
     "/dated": b"HTTP/1.1 201 Created\r\nServer: x\r\nDate: Fri, 15 Jan 2027 08:00:00 GMT\r\n"
               b"Retry-After: 30\r\nContent-Length: %d\r\n\r\n" % len(TOKEN) + TOKEN,
@@ -67,9 +72,18 @@ class Server:
                     if not more:
                         return
                     data += more
+                head, _, got = data.partition(b"\r\n\r\n")
+                n = [int(ln.split(b":")[1]) for ln in head.split(b"\r\n")
+                     if ln.lower().startswith(b"content-length:")]
+                while n and len(got) < n[0]:  # the body too: closed unread, it is a reset
+                    more = conn.recv(4096)
+                    if not more:
+                        return
+                    got += more
                 self.heads.append(data)
                 path = data.split(b" ")[1].decode()
-                conn.sendall(ANSWERS.get(path, b"HTTP/1.1 404 Not Found\r\n\r\n"))
+                answer = ANSWERS.get(path, b"HTTP/1.1 404 Not Found\r\n\r\n")
+                conn.sendall(answer % self.port if path == "/loop" else answer)
                 if path != "/dated":
                     conn.recv(1)  # until the client closes (or the timeout)
             except OSError:
@@ -83,10 +97,12 @@ class Server:
 def run(micropython: str, tmp_path: Any, urls: list[str]) -> tuple[list[str], list[int]]:
     p = subprocess.run([micropython, probe("wire_stream"), *urls], capture_output=True,
                        text=True, timeout=120)
-    cases = [ln.split(" ", 2)[1:] for ln in p.stdout.splitlines() if ln.startswith("CASE")]
+    cases = [ln.split(" ", 3)[1:] for ln in p.stdout.splitlines() if ln.startswith("CASE")]
     n = len(urls) - (urls[:1] == ["--ureq"])
     assert p.returncode == 0 and len(cases) == n, p.stdout + p.stderr
-    return [c[1] for c in cases], [int(c[0]) for c in cases]
+    # every exchange closed what it opened, whatever the answer was
+    assert len({c[1] for c in cases}) == 1, p.stdout
+    return [c[2] for c in cases], [int(c[0]) for c in cases]
 
 
 def test_streaming_answers_on_the_real_interpreter(micropython: str, tmp_path: Any) -> None:
@@ -103,6 +119,7 @@ def test_streaming_answers_on_the_real_interpreter(micropython: str, tmp_path: A
     assert ms[2] < 3000, "the keep-alive answer waited for the deadline: %d ms" % ms[2]
     assert got["/chunked"] == "OK 200 transfer-encoding %d" % len(TOKEN), got
     assert got["/dated"] == "OK 201 content-length,date,retry-after %d" % len(TOKEN), got
+    assert got["/garbage"].startswith("ERR OSError bad answer"), got
 
 
 def test_ipv6_literal_url_and_a_dns_failure(micropython: str, tmp_path: Any) -> None:
@@ -130,3 +147,23 @@ def test_urequests_keeps_the_headers_used_and_names_the_host(micropython: str,
         srv.close()
     assert out[0] == "OK 201 date,retry-after %d" % len(TOKEN), out
     assert out[1].startswith("ERR OSError") and "no-such-host.invalid" in out[1], out
+
+
+def test_urequests_closes_its_socket_whatever_it_cannot_read(micropython: str,
+                                                           tmp_path: Any) -> None:
+    # requests closes its socket only on an OSError: a chunked answer (its ValueError) or a
+    # status line that is no HTTP left one descriptor and ~137 bytes per attempt for good;
+    # and its exception's text, which quotes what it read, went into the log whole
+    srv = Server()
+    try:
+        base = "http://127.0.0.1:%d" % srv.port
+        out, _ = run(micropython, tmp_path, ["--ureq"] + [base + p for p in (
+            "/dated", "/chunked", "/garbage", "/loop", "/chunked", "/garbage", "/dated")])
+    finally:
+        srv.close()
+    assert out[0] == out[-1] == "OK 201 date,retry-after %d" % len(TOKEN), out
+    for o in out[1:-1]:
+        assert o.startswith("ERR OSError 127.0.0.1:") and len(o) < 120, out
+    assert TOKEN.decode() not in " ".join(out), out  # cut at 48 characters
+    assert "redirect not followed" in out[3], out  # the token went once, not ~165 times
+    assert len([h for h in srv.heads if h.startswith(b"PUT /loop ")]) == 1, srv.heads

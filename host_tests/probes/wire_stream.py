@@ -4,7 +4,8 @@
 #   micropython host_tests/probes/wire_stream.py [--ureq] URL ...
 #
 # For each URL: PUT it (with regtoken.ureq's Urequests instead, given --ureq); prints
-# CASE <ms> OK <status> <kept header names> <body bytes> | ERR <exception> <message>.
+# CASE <ms> <open descriptors after it> OK <status> <kept header names> <body bytes> |
+# ERR <exception> <message>.
 import sys
 import time
 
@@ -21,7 +22,10 @@ def case(http, url):  # http: a Wire or a Urequests
         out = "OK %d %s %d" % (st, ",".join(sorted(h)), len(body))
     except Exception as e:
         out = "ERR %s %s" % (type(e).__name__, e)
-    print("CASE", time.ticks_diff(time.ticks_ms(), t0), out)
+    import os
+
+    fds = len(os.listdir("/proc/self/fd"))  # what the exchange left open
+    print("CASE", time.ticks_diff(time.ticks_ms(), t0), fds, out)
 
 
 if __name__ == "__main__":
