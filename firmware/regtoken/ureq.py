@@ -8,7 +8,8 @@ import requests
 
 # requests closes its socket only on an OSError: a ValueError (a chunked answer, a status
 # line that is no HTTP) or a redirect loop's RuntimeError left it open, one descriptor and
-# ~137 bytes lost for good per attempt. So it gets a socket module that keeps what it opens
+# ~137 bytes lost for good per attempt. So, for our calls only (an application may use
+# requests too), it gets a socket module that keeps what it opens
 _opened: list = []
 
 
@@ -27,8 +28,6 @@ class _Net:  # what requests reads of its socket module
     socket = _open
 
 
-requests.socket = _Net  # type: ignore[attr-defined]
-
 
 def _keep(line, headers):
     # requests' parse_headers: called with each header line and the answer's headers
@@ -44,6 +43,7 @@ class Urequests:
         self.timeout_s = timeout_s
 
     def request(self, method, url, body, headers):
+        requests.socket = _Net  # type: ignore[attr-defined]
         try:
             try:  # (method, url, data, json, headers, stream, auth, timeout, parse_headers)
                 r = requests.request(method, url, body, None, headers, None, None,
@@ -59,6 +59,7 @@ class Urequests:
             finally:
                 r.close()
         finally:
+            requests.socket = socket  # type: ignore[attr-defined]
             while _opened:  # closed already, or not: closed now (closing again is a no-op)
                 _opened.pop().close()
         return r.status_code, r.headers, body
