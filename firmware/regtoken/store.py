@@ -82,6 +82,12 @@ def _put(name, mode, parts):
     with open(name, mode) as f:
         for s in parts:
             n += f.write(s)
+        # an older, longer record's tail past ours (written over in place, not truncated):
+        # blanked, so that no piece of a revoked token stays on the flash
+        k = f.seek(0, 2) - n
+        if k > 0:
+            f.seek(n)
+            f.write(b"\n" * k)
     return n
 
 

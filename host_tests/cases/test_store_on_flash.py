@@ -7,7 +7,7 @@
 #
 # The layout (regtoken/store.py): each slot is a file `record` in its own directory
 # (token.a/, token.b/), a one-line record rewritten in place (no truncation: what follows
-# its newline is left of an older, longer record).
+# its newline, the length of an older, longer record, is blanked to newlines).
 #
 # Every case: load() gives the newest valid token (or None) and leaves each damaged slot
 # where it is (no .bad copy: a copy would allocate), and the next commit rewrites the
@@ -262,7 +262,10 @@ def test_a_shorter_record_over_a_longer_one_in_place():
         store.commit(Record(tok(1, 1000), 5, 6, "-"))
         store.commit(Record(tok(2, 248), 5, 6, "-"))
         store.commit(Record(tok(3, 100), 5, 6, "-"))  # over slot a's 1000-character record
-        assert len(read(root, SLOTS[0])) > 1000, root  # rewritten in place, not truncated
+        data = read(root, SLOTS[0])
+        assert len(data) > 1000, root  # rewritten in place, not truncated
+        # and the older record's tail blanked: no piece of its token left on the flash
+        assert data[len(line(data)):] == b"\n" * (len(data) - len(line(data))), root
         assert Store(Files(root)).load().token == tok(3, 100), root
 
 
