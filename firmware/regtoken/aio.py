@@ -37,13 +37,21 @@ async def _astep(self):
         try:
             await asyncio.sleep(86400 if w is None else min(w, 86400))
         except asyncio.CancelledError:
-            if self._sleeper is t:  # not force(): the application cancelled the task
+            # not force(), which leaves False for the task it wakes: the application
+            # cancelled this one (also one of two sleeping, only the other kept here)
+            if self._sleeper is not False:
                 raise
-        finally:
             self._sleeper = None
+        finally:
+            if self._sleeper is t:
+                self._sleeper = None
     if self.due_in() == 0:
         a = self._todo()
         if a is False:
+            # in flight: another task on this refresher (two started by mistake, or an
+            # earlier asyncio.run's left in the queue) sleeps until the call is over, not
+            # presenting the same parent beside it (the 200 it gets revokes the 201's token)
+            self._next = self._clock.now() + self._cfg["timeout_s"] + 1
             try:
                 m, u, b, h = self._request()
                 a = await self._http.arequest(m, u, b, h)

@@ -114,7 +114,7 @@ class Refresher(Machine):
         self._next = max(n, min(r.at, n) + self._cfg["backoff_min_s"] if r else 0)
         t = self._sleeper  # the asyncio task asleep in astep (aio.py): woken by a cancel
         if t:
-            self._sleeper = None
+            self._sleeper = False  # what tells the task its cancel is this wake
             t.cancel()
         return True
 

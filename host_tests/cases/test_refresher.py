@@ -1036,6 +1036,45 @@ def test_the_asyncio_task_keeps_going_after_failures():
     assert rig.r.status()["counts"]["failures"] == 2
 
 
+def test_two_asyncio_tasks_on_one_refresher_make_one_call_per_attempt():
+    # two aio.run tasks (started twice by mistake, or one left by an earlier asyncio.run)
+    # presented the same parent side by side: the second answer, a 200, revoked the token
+    # the first committed, and the device ended in provision with no fault at all
+    import asyncio
+
+    from regtoken import aio
+
+    class Slow(FakeHTTP):  # an answer that takes a while: the other task runs meanwhile
+        async def arequest(self, method, url, body, headers):
+            await asyncio.sleep(0.05)
+            return self.request(method, url, body, headers)
+
+    rig = Rig()
+    slow = rig.r._http = Slow(issued(tok(1), iso(T0 + DAY)), issued(tok(2), iso(T0 + DAY)))
+
+    async def main():
+        tasks = [asyncio.create_task(aio.run(rig.r)) for _ in range(2)]
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if rig.r.token == tok(1):
+                break
+        await asyncio.sleep(0.2)  # the second task's chance to call too
+        for t in tasks:
+            t.cancel()
+        await asyncio.sleep(0.05)
+        ended.append(all(t.done() for t in tasks))
+        for _ in range(5):  # a cancel one of them swallowed (taken for force()'s): again
+            for t in tasks:
+                t.cancel()
+            await asyncio.sleep(0.05)
+
+    ended = []
+    _run_async(main())
+    assert len(slow.calls) == 1, len(slow.calls)
+    assert rig.r.token == tok(1) and rig.stored().token == tok(1)
+    assert ended == [True]  # the application's cancel ends both
+
+
 def test_status_reason_is_machine_readable_and_survives_a_restart():
     cases = (((problem(410),), PROVISION, "gone"), ((problem(403),), FORBIDDEN, "forbidden"),
              ((problem(412),), BACKOFF, "throttled"), ((problem(503),), BACKOFF, "server"),
