@@ -158,7 +158,8 @@ class Wire:
             # the status line and headers line by line through b[:LINE], then the body
             # through b[:BODY]
             n = 0
-            st = skip = te = data = None  # skip: inside a line too long to keep
+            st = skip = te = data = f = None  # skip: inside a line too long to keep;
+            # f: the last header's name if kept
             h: dict = {}
             while True:
                 j = b.find(b"\n", i, n) if lim == LINE else -1
@@ -183,8 +184,8 @@ class Wire:
                             raise ValueError("status")
                     elif j - a < 2:  # the empty line ("\r" at most)
                         if st < 200:  # an interim answer (100 Continue, 103 Early Hints,
-                            st = None  # which a client must read past): the final one
-                            h = {}  # follows
+                            st = f = None  # which a client must read past): the final
+                            h = {}  # one follows
                             continue
                         lim = BODY  # on to the body
                         te = h.get("transfer-encoding")
@@ -196,9 +197,15 @@ class Wire:
                                 want = min(int(v), 0x3FFFFFFE)  # cut short at EOF
                                 if want < 0:
                                     raise ValueError(want)
-                    else:  # a header: kept if its name is one of _KEEP
-                        c = b.find(b":", a, j) - a
-                        k = _KEEP.get(c)
+                    else:  # a header: kept if its name is one of _KEEP. A line that
+                        # starts with a space or a tab (any byte up to 32) goes on with the
+                        # one before (an obs-fold, which RFC 9112 5.2 says a recipient must
+                        # unfold): kept if that one was, its name's length taken as -1
+                        c = -1
+                        if b[a] > 32:
+                            c = b.find(b":", a, j) - a
+                            f = _KEEP.get(c)
+                        k = f
                         if k:  # its name in lower case, in place (`| 32`: ASCII letters;
                             # "-" stays), then one str: "date" is a name already (no
                             # copy). Not k[x]: indexing a str makes a 1-char str, which
@@ -210,8 +217,8 @@ class Wire:
                                     b[x] = 63
                                 elif x < a + c:
                                     b[x] |= 32
-                            if str(mv[a:a + c], "utf-8") != k:
-                                k = None
+                            if c >= 0 and str(mv[a:a + c], "utf-8") != k:
+                                k = f = None
                         if not k:
                             skip = cut
                         elif cut:
@@ -221,6 +228,8 @@ class Wire:
                             a += b[a] == 32  # returns the str it was given (no copy)
                             j -= b[j - 1] == 13
                             v = str(mv[a:j], "utf-8").strip()
+                            if c < 0:  # folded: one space for the fold
+                                v = (h[k] + " " + v).strip()
                             if c == 14 and h.get(k, v) != v:  # two Content-Lengths:
                                 raise ValueError(k)  # which one? (RFC 9112 6.3: an
                             h[k] = v  # unrecoverable error); of the others, the last

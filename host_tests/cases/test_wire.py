@@ -398,6 +398,26 @@ def test_a_byte_past_ascii_in_a_header_spoils_only_that_header():
 
 
 
+def test_folded_header_lines_are_unfolded():
+    # obs-fold: a line that starts with a space or a tab goes on with the header before;
+    # RFC 9112 5.2: a recipient must replace each fold with a space before reading the
+    # value. Unread, a folded Content-Length failed every 2xx, a folded Retry-After was lost
+    head = (b"Content-Length:\r\n %d\r\nX-Long: a\r\n\tb: c\r\nRetry-After:\r\n\t 30\r\n"
+            b"Date: Fri, 15 Jan\r\n 2027 08:00:00\r\n\tGMT\r\n" % len(TOKEN))
+    for piece in (1, 9, 1460):
+        st, h, body = read(Sock(http(head, TOKEN, False), piece))
+        assert (st, body) == (201, TOKEN)
+        assert h == {"content-length": str(len(TOKEN)), "retry-after": "30",
+                     "date": "Fri, 15 Jan 2027 08:00:00 GMT"}  # X-Long's fold passes by
+    # a fold with no header before it, or after one not kept, is not kept
+    st, h, body = read(Sock(http(b" Retry-After: 5\r\nX: y\r\n Date: z\r\n")))
+    assert (st, body) == (201, TOKEN) and h == {"content-length": str(len(TOKEN))}
+    # nor one after a 1xx's last header: the final answer's headers start anew
+    early = b"HTTP/1.1 103 Early Hints\r\nRetry-After: 9\r\n\r\n"
+    st, h, body = read(Sock(early + http(b" 7\r\n")))
+    assert h == {"content-length": str(len(TOKEN))}
+
+
 def test_a_bad_answer_never_quotes_a_token_it_carries():
     # a 201 that says chunked but carries the token object plain: int() of the "chunk size"
     # quotes the line, which is the whole object; the error says 48 characters of it at most
