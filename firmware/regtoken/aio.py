@@ -52,11 +52,14 @@ async def _astep(self):
             # earlier asyncio.run's left in the queue) sleeps until the call is over, not
             # presenting the same parent beside it (the 200 it gets revokes the 201's token)
             self._next = self._clock.now() + self._cfg["timeout_s"] + 1
+            self._busy = True  # and force() does not bring it back meanwhile
             try:
                 m, u, b, h = self._request()
                 a = await self._http.arequest(m, u, b, h)
             except Exception as x:  # every transport failure is one failed attempt
                 a = x
+            finally:  # a cancel too
+                self._busy = None
         self._run(a)
     return self.due_in()
 

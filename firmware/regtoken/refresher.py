@@ -32,8 +32,9 @@ class Refresher(Machine):
     # Set only when they are used: class attributes until then, so that the instance keeps
     # 17 attributes (its dict's 17 slots; an 18th grows it to 23, 368 bytes in one piece at
     # boot): _prov, a selfprov.Provisioner while provisioning; _pending, a record not yet on
-    # flash; _sleeper, the asyncio task asleep in astep (aio.py)
-    _prov = _pending = _sleeper = None  # type: ignore[assignment]
+    # flash; _sleeper, the asyncio task asleep in astep; _busy, True while astep's call is
+    # in flight (aio.py)
+    _prov = _pending = _sleeper = _busy = None  # type: ignore[assignment]
 
     def __init__(self, cfg, transport=None, store=None, clock=None, rand=None, log=None):
         self._cfg = cfg
@@ -106,8 +107,10 @@ class Refresher(Machine):
     def force(self):
         # only a healthy refresher obeys (backoff and forbidden keep their waits), and no
         # sooner than backoff_min_s after its last commit: a loop that forces, or an
-        # on_token that does, refreshes once per backoff_min_s at most
-        if self.state != HEALTHY:
+        # on_token that does, refreshes once per backoff_min_s at most. Nor while an asyncio
+        # call is in flight: it is the refresh, and a second task woken beside it would
+        # present the same parent (the 200 it gets revokes the 201's token)
+        if self.state != HEALTHY or self._busy:
             return False
         n = self._clock.now()
         r = self._rec  # its commit's time; one ahead of the clock (set back since): now

@@ -1070,9 +1070,51 @@ def test_two_asyncio_tasks_on_one_refresher_make_one_call_per_attempt():
 
     ended = []
     _run_async(main())
-    assert len(slow.calls) == 1, len(slow.calls)
+    n = len(slow.calls)  # not the list: its bodies hold whole tokens
+    assert n == 1, n
     assert rig.r.token == tok(1) and rig.stored().token == tok(1)
     assert ended == [True]  # the application's cancel ends both
+
+
+def test_force_during_an_asyncio_call_wakes_no_second_call():
+    # the application forces while a call is in flight: that call is the refresh. Taken
+    # as a new one, it made the other task present the same parent beside it
+    import asyncio
+
+    from regtoken import aio
+
+    forced = []
+
+    class Slow(FakeHTTP):
+        async def arequest(self, method, url, body, headers):
+            if not forced:
+                rig.clock.advance(6)  # past backoff_min_s (5) since the import's commit
+                forced.append(rig.r.force())
+            await asyncio.sleep(0.1)  # the other task runs meanwhile
+            return self.request(method, url, body, headers)
+
+    rig = Rig()
+    slow = rig.r._http = Slow(issued(tok(1), iso(T0 + DAY)), issued(tok(2), iso(T0 + DAY)))
+
+    async def main():
+        tasks = [asyncio.create_task(aio.run(rig.r)) for _ in range(2)]
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if rig.r.token == tok(1):
+                break
+        await asyncio.sleep(0.3)  # a second call's chance
+        for t in tasks:
+            t.cancel()
+        await asyncio.sleep(0.05)
+
+    _run_async(main())
+    assert forced == [False]  # refused: a refresh is in flight
+    n = len(slow.calls)  # not the list: its bodies hold whole tokens
+    assert n == 1, n
+    assert rig.r.token == tok(1) and rig.stored().token == tok(1)
+    assert rig.r._busy is None  # over with the call
+    assert rig.r.force() is True and rig.r.due_in() == 5  # obeyed again: backoff_min_s
+    # after the commit
 
 
 def test_status_reason_is_machine_readable_and_survives_a_restart():
