@@ -29,13 +29,27 @@ class _Net:  # what requests reads of its socket module
 
 
 
+_n = 0  # header bytes of the answer being read
+
+
 def _keep(line, headers):
     # requests' parse_headers: called with each header line and the answer's headers
-    # dict; only the ones used are kept, as wire keeps them
-    k, _, v = line.decode().partition(":")
+    # dict; only the ones used are kept, as wire keeps them, and the header section is
+    # bounded as wire bounds it (requests holds each line whole, but not all of them)
+    global _n
+    _n += len(line)
+    if _n > 32768:
+        raise ValueError("headers too long")
+    try:
+        k, _, v = line.decode().partition(":")
+    except ValueError:  # a byte past ASCII (obs-text, legal in a value): not one used
+        return
     k = k.lower()
-    if k in ("date", "retry-after"):
-        headers[k] = v.strip()
+    if k in ("date", "retry-after", "content-length"):
+        v = v.strip()
+        if k == "content-length" and headers.get(k, v) != v:  # two: which one frames the
+            raise ValueError(k)  # body? (RFC 9112 6.3: an unrecoverable error)
+        headers[k] = v
 
 
 class Urequests:
@@ -43,21 +57,32 @@ class Urequests:
         self.timeout_s = timeout_s
 
     def request(self, method, url, body, headers):
+        global _n
+        _n = 0
         requests.socket = _Net  # type: ignore[attr-defined]
         try:
             try:  # (method, url, data, json, headers, stream, auth, timeout, parse_headers)
                 r = requests.request(method, url, body, None, headers, None, None,
                                      self.timeout_s, _keep)  # type: ignore[arg-type]
+                try:
+                    # up to Content-Length (a keep-alive server sends no EOF); a token
+                    # object is ~300 bytes: 2 KiB at most (a longer body cut there is no
+                    # JSON object, or one only padded: never lost)
+                    v = r.headers.get("content-length")
+                    n = 2048 if v is None else min(int(v), 2048)
+                    if n < 0:
+                        raise ValueError(n)
+                    body = r.raw.read(n)
+                    if v and len(body) < n:
+                        raise OSError("truncated")
+                finally:
+                    r.close()
             except MemoryError:
                 raise
             except Exception as e:  # the host named, as a DNS failure must be; the text in
                 # 48 characters, as wire's: requests quotes what it could not parse, which
                 # can be a whole token object
                 raise OSError("%s: %s %.48s" % (url.split("/")[2], type(e).__name__, e))
-            try:  # a token object is ~300 bytes: 2 KiB at most (a longer body cut there is
-                body = r.raw.read(2048)  # no JSON object, or one only padded: never lost)
-            finally:
-                r.close()
         finally:
             requests.socket = socket  # type: ignore[attr-defined]
             while _opened:  # closed already, or not: closed now (closing again is a no-op)

@@ -113,7 +113,7 @@ class Wire:
         u = self.parts
         # the answer's state first: the first 16 locals (self and the arguments among
         # them) take one byte less of bytecode at each use
-        a = i = j = seen = 0  # b[i:n] is read and not yet used
+        a = i = j = seen = got = 0  # b[i:n] is read and not yet used
         lim = LINE  # BODY once the headers are done
         want = 0x3FFFFFFF  # the body's length; this one (a small int on 32 bits): up to EOF
         if (method, url, n, headers) != self.k:
@@ -189,7 +189,9 @@ class Wire:
                             continue
                         lim = BODY  # on to the body
                         te = h.get("transfer-encoding")
-                        if te:  # chunked if it is the last coding, else up to EOF, the
+                        if st == 204 or st == 304:  # no body, whatever the headers say
+                            want = te = 0  # (RFC 9112 6.3): a Retry-After is all it has
+                        elif te:  # chunked if it is the last coding, else up to EOF, the
                             te = te.lower().endswith("chunked")  # length unread (RFC
                         else:  # 9112 6.3); without a length up to EOF
                             v = h.get("content-length")
@@ -243,8 +245,11 @@ class Wire:
                         break
                     # chunked: ends with an empty line (after the last chunk, "0" and maybe
                     # an extension, and its trailers, if any); over when the chunk sizes,
-                    # followed from the start, lead to it (data may end that way too)
-                    if te and b.find(b"\r\n\r\n", max(n - 4, 0), n) >= 0:
+                    # followed from the start, lead to it (data may end that way too).
+                    # Looked for in what the last read brought, not only at the end: a
+                    # keep-alive server's next bytes may follow it in the same piece (got
+                    # None: a read that would have blocked, nothing new)
+                    if te and b.find(b"\r\n\r\n", max(n - 3 - (got or 0), 0), n) >= 0:
                         data = _dechunk(b, n)
                         if data is not None:
                             break
@@ -253,7 +258,7 @@ class Wire:
                             raise OSError("body too long")
                         te = 0  # a refusal's status is all that counts: its first BODY
                         break  # bytes are enough (a problem's "type"), the rest unread
-                got = s.readinto(mv[n:lim])
+                got = s.readinto(mv[n:lim])  # type: ignore[assignment]  # None: it would block
                 if got is None:
                     p.register(s, 1)
                     yield

@@ -208,6 +208,31 @@ def test_chunk_extensions_and_trailers():
                 assert read(sock)[2] == b"abc", (chunks, piece, hold)
 
 
+def test_the_last_chunk_is_seen_with_more_bytes_behind_it():
+    # a keep-alive server's next bytes (or junk) in the same piece as the last chunk: the
+    # end was looked for only at the buffer's end, so it waited for the deadline unless
+    # the pieces happened to split right after it
+    chunks = b"%x\r\n%s\r\n0\r\n\r\n" % (len(TOKEN), TOKEN)
+    answer = http(b"Transfer-Encoding: chunked\r\n", chunks, False)
+    for more in (b"XYZ", b"HTTP/1.1 200 OK\r\n"):
+        for piece in (1, 2, 3, 7, len(answer) - 3, len(answer) + len(more)):
+            sock = Sock(answer + more, piece, hold=True)
+            assert read(sock)[2] == TOKEN, (more, piece)
+
+
+def test_204_and_304_have_no_body_whatever_their_headers():
+    # RFC 9112 6.3: ended by the empty line after the headers (a 304 may carry the length
+    # its body would have had); read up to a length or a close that never came, a held
+    # connection took the whole deadline and lost the Retry-After
+    for status in (b"204 No Content", b"304 Not Modified"):
+        for head in (b"Retry-After: 600\r\nContent-Length: 300\r\n", b"Retry-After: 600\r\n",
+                     b"Retry-After: 600\r\nTransfer-Encoding: chunked\r\n"):
+            answer = b"HTTP/1.1 " + status + b"\r\n" + head + b"\r\n"
+            for piece in (1, len(answer)):
+                st, h, body = read(Sock(answer, piece, hold=True))
+                assert (st, body, h["retry-after"]) == (int(status[:3]), b"", "600"), head
+
+
 def test_only_chunked_as_the_last_coding_is_read_as_chunks():
     # any other coding (identity, from older servers): the body runs up to EOF, and a
     # Content-Length beside it is not read (RFC 9112 6.3)

@@ -35,7 +35,15 @@ ANSWERS = {
     # a redirect to itself (the port filled in by Server.one)
     "/loop": b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:%d/loop\r\n"
              b"Content-Length: 0\r\n\r\n",
-    # closed after the answer (what urequests, reading to EOF, needs)
+    # the length, then junk, and the connection held: read up to the length
+    "/trailing": b"HTTP/1.1 201 Created\r\nContent-Length: %d\r\n\r\n" % len(TOKEN) + TOKEN
+                 + b"GARBAGE",
+    "/twolen": b"HTTP/1.1 201 Created\r\nContent-Length: %d\r\nContent-Length: 3\r\n\r\n"
+               % len(TOKEN) + TOKEN,
+    "/obstext": b"HTTP/1.1 403 Forbidden\r\nX-Name: Ren\xe9e\r\nRetry-After: 5\r\n"
+                b"Content-Length: 0\r\n\r\n",
+    # closed after the answer
+    "/cutshort": b"HTTP/1.1 201 Created\r\nContent-Length: 300\r\n\r\n" + TOKEN,
     "/dated": b"HTTP/1.1 201 Created\r\nServer: x\r\nDate: Fri, 15 Jan 2027 08:00:00 GMT\r\n"
               b"Retry-After: 30\r\nContent-Length: %d\r\n\r\n" % len(TOKEN) + TOKEN,
 }
@@ -84,7 +92,7 @@ class Server:
                 path = data.split(b" ")[1].decode()
                 answer = ANSWERS.get(path, b"HTTP/1.1 404 Not Found\r\n\r\n")
                 conn.sendall(answer % self.port if path == "/loop" else answer)
-                if path != "/dated":
+                if path not in ("/dated", "/cutshort"):
                     conn.recv(1)  # until the client closes (or the timeout)
             except OSError:
                 pass
@@ -145,7 +153,7 @@ def test_urequests_keeps_the_headers_used_and_names_the_host(micropython: str,
                                              "http://no-such-host.invalid/x"])
     finally:
         srv.close()
-    assert out[0] == "OK 201 date,retry-after %d" % len(TOKEN), out
+    assert out[0] == "OK 201 content-length,date,retry-after %d" % len(TOKEN), out
     assert out[1].startswith("ERR OSError") and "no-such-host.invalid" in out[1], out
 
 
@@ -162,10 +170,31 @@ def test_urequests_closes_its_socket_whatever_it_cannot_read(micropython: str,
             + ["app:%s/dated" % base] * 2)  # and the application's own requests, unchanged
     finally:
         srv.close()
-    assert out[0] == out[-3] == "OK 201 date,retry-after %d" % len(TOKEN), out
+    assert out[0] == out[-3] == "OK 201 content-length,date,retry-after %d" % len(TOKEN), out
     assert out[-2:] == ["OK 201  0"] * 2, out
     for o in out[1:-3]:
         assert o.startswith("ERR OSError 127.0.0.1:") and len(o) < 120, out
     assert TOKEN.decode() not in " ".join(out), out  # cut at 48 characters
     assert "redirect not followed" in out[3], out  # the token went once, not ~165 times
     assert len([h for h in srv.heads if h.startswith(b"PUT /loop ")]) == 1, srv.heads
+
+
+def test_urequests_reads_up_to_the_length_and_bounds_the_headers(micropython: str,
+                                                                 tmp_path: Any) -> None:
+    # requests reads to EOF: a keep-alive server's held connection took the whole timeout
+    # (every attempt failed), junk after the body spoiled it, two lengths passed, a short
+    # body was garbage, not cut short; any number of header lines was read, and a byte
+    # past ASCII in any header failed the whole answer
+    srv = Server()
+    try:
+        base = "http://127.0.0.1:%d" % srv.port
+        out, ms = run(micropython, tmp_path, ["--ureq"] + [base + p for p in (
+            "/keepalive", "/trailing", "/twolen", "/cutshort", "/flood", "/obstext")])
+    finally:
+        srv.close()
+    assert out[:2] == ["OK 201 content-length %d" % len(TOKEN)] * 2, out
+    assert max(ms[:2]) < 3000, ms  # not the 4 s timeout
+    assert out[2].startswith("ERR OSError") and "content-length" in out[2], out
+    assert out[3].startswith("ERR OSError") and "truncated" in out[3], out
+    assert out[4].startswith("ERR OSError") and "headers too long" in out[4], out
+    assert out[5] == "OK 403 content-length,retry-after 0", out
