@@ -16,7 +16,9 @@ def readme_example():
 
 
 def test_readme_api_example_runs(tmp_path, micropython):
-    srv = RefServer(db=":memory:", lifetime=6.0, grace=30.0, log=None).start()
+    # 12 s: the second rotation comes 6-10 s in, at least 2 s before expiry even on a loaded
+    # machine (at 6 s a stall of one second could let the token expire: a 410, no second)
+    srv = RefServer(db=":memory:", lifetime=12.0, grace=30.0, log=None).start()
     board = None
     try:
         minted = srv.mint()
