@@ -130,6 +130,7 @@ class Refresher(Machine):
 
     def status(self):
         p = self._prov
+        p = p and p.id and p  # an operation that expired or a 410 ended: no code on show
         t = self.token
         return {"verification_code": p and p.code, "operation_expires": p and p.exp,
                 "state": self.state, "reason": self._reason, "token": t and redact(t),

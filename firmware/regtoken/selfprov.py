@@ -85,11 +85,18 @@ class Provisioner:
             why = "HTTP %d" % st
             try:
                 retry = retry_after(h, now)
+                # the server's clock onto ours, by its Date (more than the Date's second
+                # and the answer's time apart): its expiries are on its clock, and ours
+                # may be hours off (an unset RTC run fast, a wrong NTP)
+                t = policy.http_date(h.get("date")) or 0
+                d = now - t if policy.RELEASED <= t and abs(t - now) > 2 else 0
                 if st // 100 == 2:
                     if not self.id:  # init's answer: a new operation
                         o = json.loads(body)
                         i, code = o["provisioningOperationId"], o["verificationCode"]
                         exp = rfc3339(o["expirationTime"])
+                        if exp:
+                            exp += d
                         # expired already: an init again, at the next backoff, not every
                         # backoff_min_s with a commit and a new code each time
                         if not (valid_token(i) and valid_token(code) and exp and exp > now):
@@ -103,12 +110,11 @@ class Provisioner:
                     else:
                         tok, exp = token_object(body)
                         r._prov = None
-                        t = policy.http_date(h.get("date")) or 0
-                        if exp and r._clock.trusted and policy.RELEASED <= t < exp and \
-                                abs(t - now) > 2:  # its expiry on our clock, as machine.py's
-                            exp += now - t
+                        if exp and r._clock.trusted and t < exp:  # its expiry on our
+                            exp += d  # clock, as machine.py's
                         # without NTP `now` is wrong: refresh at once, which sets the clock
-                        due = r._due(now, exp) if r._clock.trusted else now
+                        # (a token that never expires: never)
+                        due = r._due(now, exp) if r._clock.trusted or exp is None else now
                         return r._keep(Record(tok, NEVER if exp is None else exp, due,
                                               self.seed), "provisioned (%d)" % st)
                 elif st == 401 or st == 410 and _cancelled(body):

@@ -398,6 +398,65 @@ def test_a_provisioned_tokens_expiry_is_taken_onto_the_devices_clock():
     assert rig.r.expires_in() == 3600 and rig.r.due_in() == 1800, rig.r.due_in()
 
 
+def test_a_dead_operation_s_code_is_not_on_show():
+    # once it expired, or a plain 410 ended it, status() showed its code (and an expiry
+    # still ahead, for the 410) for as long as the new init failed: an operator would
+    # approve a code the server has let go
+    def server(method, url, body, headers):
+        return op(1, life=30, now=T0) if len(rig.http.calls) == 1 else (202, {}, b"")
+
+    rig = zero_touch(*[server] * 8, rnd=0.0)
+    rig.http.answers += [(500, {}, b"")] * 2
+    rig.r.step()
+    assert rig.r.status()["verification_code"] == "CODE-0001"
+    while rig.clock.now() <= T0 + 30:
+        rig.run_until_due()  # polls until it expires, then an init that fails
+    st = rig.r.status()
+    assert st["state"] == PROVISIONING and [x for x in rig.lines if "expired" in x]
+    assert st["verification_code"] is None and st["operation_expires"] is None, st
+    rig = zero_touch(op(1), problem(410), (503, {}, b""))
+    rig.r.step()
+    rig.run_until_due()  # the 410: a new init next
+    assert rig.r.status()["verification_code"] is None
+    rig.run_until_due()  # which fails
+    st = rig.r.status()
+    assert st["verification_code"] is None and st["operation_expires"] is None, st
+
+
+def test_an_operation_s_expiry_is_taken_onto_the_devices_clock():
+    # a clock an hour ahead of the server's (an unset RTC run fast, or a wrong NTP): the
+    # operation of 10 min was expired on arrival, by our clock, at every init, for ever
+    from fakes.clock import VirtualClock
+
+    date = {"date": "Fri, 15 Jan 2027 08:00:00 GMT"}  # T0
+    for trusted in (False, True):
+        init = op(1, life=600)
+        rig = zero_touch((init[0], date, init[2]), (202, date, b""),
+                         issued(tok(1), iso(T0 + DAY), 200, headers=date),
+                         clock=VirtualClock(t=T0 + 3600, trusted=trusted), rnd=0.0)
+        rig.r.step()
+        st = rig.r.status()
+        assert st["verification_code"] == "CODE-0001", (trusted, rig.lines[-1])
+        assert st["operation_expires"] == T0 + 3600 + 600  # on our clock
+        rig.run_until_due()
+        rig.run_until_due()
+        assert rig.r.token == tok(1) and rig.r.state == HEALTHY, trusted
+        assert [c[1] for c in rig.calls()] == ["init", "complete", "complete"]
+
+
+def test_a_provisioned_token_that_never_expires_is_not_rotated_without_a_clock():
+    # without a trusted clock a provisioned token is refreshed at once (which sets the
+    # clock), but one that never expires has no schedule to place: no rotation
+    from fakes.clock import VirtualClock
+
+    rig = zero_touch(op(1), issued(tok(1), None, 200), clock=VirtualClock(trusted=False))
+    rig.r.step()
+    rig.run_until_due()
+    assert rig.r.token == tok(1) and rig.r.state == HEALTHY
+    assert rig.r.due_in() is None and rig.r.expires is None
+    assert len(rig.http.calls) == 2
+
+
 def test_power_cut_after_completes_200_before_the_commit_completes_again():
     rig = zero_touch(op(1), issued(tok(1), iso(T0 + DAY), 200))
     rig.r.step()
