@@ -32,34 +32,37 @@ async def _astep(self):
     if w != 0:
         # asleep until due, at most a day per wait (asyncio's ticks overflow after a few).
         # force() wakes it by cancelling this task's sleep: no Event (asyncio would load
-        # asyncio.event for it) and no second task per wait
-        t = self._sleeper = asyncio.current_task()
+        # asyncio.event for it) and no second task per wait. The tasks asleep are listed
+        # (two, started by mistake, are each woken, and either may be cancelled)
+        t = asyncio.current_task()
+        s = self._sleeper
+        if s is None:
+            s = self._sleeper = []
+        s.append(t)
         try:
             await asyncio.sleep(86400 if w is None else min(w, 86400))
         except asyncio.CancelledError:
-            # not force(), which leaves False for the task it wakes: the application
-            # cancelled this one (also one of two sleeping, only the other kept here)
-            if self._sleeper is not False:
-                raise
-            self._sleeper = None
+            if t in s:  # still listed: not force(), which takes out each task it wakes;
+                raise  # the application cancelled this one
         finally:
-            if self._sleeper is t:
-                self._sleeper = None
+            if t in s:
+                s.remove(t)
     if self.due_in() == 0:
         a = self._todo()
         if a is False:
             # in flight: another task on this refresher (two started by mistake, or an
             # earlier asyncio.run's left in the queue) sleeps until the call is over, not
             # presenting the same parent beside it (the 200 it gets revokes the 201's token)
-            self._next = self._clock.now() + self._cfg["timeout_s"] + 1
-            self._busy = True  # and force() does not bring it back meanwhile
+            # force() does not bring it back meanwhile: until the call is over, or that
+            # time (a loop abandoned mid-call, by a Ctrl-C, never ends it)
+            self._busy = self._next = self._clock.now() + self._cfg["timeout_s"] + 1
             try:
                 m, u, b, h = self._request()
                 a = await self._http.arequest(m, u, b, h)
             except Exception as x:  # every transport failure is one failed attempt
                 a = x
             finally:  # a cancel too
-                self._busy = None
+                self._busy = 0
         self._run(a)
     return self.due_in()
 

@@ -32,9 +32,10 @@ class Refresher(Machine):
     # Set only when they are used: class attributes until then, so that the instance keeps
     # 17 attributes (its dict's 17 slots; an 18th grows it to 23, 368 bytes in one piece at
     # boot): _prov, a selfprov.Provisioner while provisioning; _pending, a record not yet on
-    # flash; _sleeper, the asyncio task asleep in astep; _busy, True while astep's call is
-    # in flight (aio.py)
-    _prov = _pending = _sleeper = _busy = None  # type: ignore[assignment]
+    # flash; _sleeper, the asyncio tasks asleep in astep (a list); _busy, the end of the
+    # asyncio call in flight, else 0 (aio.py)
+    _prov = _pending = _sleeper = None  # type: ignore[assignment]
+    _busy = 0
 
     def __init__(self, cfg, transport=None, store=None, clock=None, rand=None, log=None):
         self._cfg = cfg
@@ -110,15 +111,14 @@ class Refresher(Machine):
         # on_token that does, refreshes once per backoff_min_s at most. Nor while an asyncio
         # call is in flight: it is the refresh, and a second task woken beside it would
         # present the same parent (the 200 it gets revokes the 201's token)
-        if self.state != HEALTHY or self._busy:
-            return False
         n = self._clock.now()
+        if self.state != HEALTHY or self._busy > n:
+            return False
         r = self._rec  # its commit's time; one ahead of the clock (set back since): now
         self._next = max(n, min(r.at, n) + self._cfg["backoff_min_s"] if r else 0)
-        t = self._sleeper  # the asyncio task asleep in astep (aio.py): woken by a cancel
-        if t:
-            self._sleeper = False  # what tells the task its cancel is this wake
-            t.cancel()
+        s = self._sleeper  # the asyncio tasks asleep in astep (aio.py): each woken by a
+        while s:  # cancel, taken off the list first (what tells it the cancel is this wake)
+            s.pop().cancel()
         return True
 
     def on_token(self, cb):

@@ -91,7 +91,7 @@ class Wire:
         global _spare
         self.buf = _spare or bytearray(BODY)  # a second client has a buffer of its own
         _spare = None
-        self.k = self.ai = self.ans = None
+        self.k = self.ai = self.ans = self.live = None  # live: the socket of the exchange
         # split_url(url) of self.k, and the request head built from it
         self.parts: tuple = None  # type: ignore[assignment]
 
@@ -106,6 +106,11 @@ class Wire:
         self.ans = None
         # ticks_diff takes the deadline past the ticks' period: no ticks_add needed
         self.deadline = time.ticks_ms() + self.ms  # type: ignore[operator]
+        if self.live:  # an exchange that never ended (its asyncio loop left mid-call, by
+            # a Ctrl-C: its generator never closed): its socket closed, and its poll let
+            # go, where that socket stays registered and reads as ready for ever
+            self.live.close()
+            self.p = select.poll()
         p = self.p
         b = self.buf
         mv = memoryview(b)
@@ -132,7 +137,7 @@ class Wire:
         out = memoryview(b if n <= BODY else bytearray(n))[:n]
         out[:a] = u[5]
         out[a:] = body
-        s = r = socket.socket(ai[0], socket.SOCK_STREAM, ai[2])
+        s = r = self.live = socket.socket(ai[0], socket.SOCK_STREAM, ai[2])
         try:
             s.setblocking(False)
             try:
@@ -290,6 +295,7 @@ class Wire:
             # or reset connection) lets go of it unclosed, one descriptor (and on a board
             # one of lwIP's few sockets) lost per attempt until none is left
             r.close()
+            self.live = None
             if not self.ans:  # failed: resolve the host again next time
                 self.ai = None
 

@@ -1112,9 +1112,83 @@ def test_force_during_an_asyncio_call_wakes_no_second_call():
     n = len(slow.calls)  # not the list: its bodies hold whole tokens
     assert n == 1, n
     assert rig.r.token == tok(1) and rig.stored().token == tok(1)
-    assert rig.r._busy is None  # over with the call
+    assert not rig.r._busy  # over with the call
     assert rig.r.force() is True and rig.r.due_in() == 5  # obeyed again: backoff_min_s
     # after the commit
+
+
+async def _until(done, n=500):
+    import asyncio
+
+    for _ in range(n):  # real time, small waits
+        if done():
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+def test_with_two_tasks_asleep_force_wakes_the_one_a_cancel_left():
+    # only the task that slept last was kept for force() to wake: cancelled, it took the
+    # other's wake with it, and force() said True with nothing woken (the next refresh
+    # at the old schedule's time, or a day later)
+    import asyncio
+
+    from regtoken import aio
+
+    for victim in (0, 1):
+        rig = Rig(issued(tok(1), iso(T0 + DAY)), issued(tok(2), iso(T0 + 2 * DAY)))
+
+        async def main():
+            tasks = [asyncio.create_task(aio.run(rig.r)) for _ in range(2)]
+            assert await _until(lambda: rig.r.token == tok(1))
+            await asyncio.sleep(0.05)  # both asleep (the one that called, since it did)
+            tasks[victim].cancel()
+            assert await _until(tasks[victim].done)
+            rig.clock.advance(5)  # backoff_min_s after the commit
+            assert rig.r.force()
+            woken = await _until(lambda: rig.r.token == tok(2))
+            tasks[1 - victim].cancel()
+            await _until(tasks[1 - victim].done)
+            return woken
+
+        assert _run_async(main()) is True, victim
+        assert len(rig.http.calls) == 2, victim
+
+
+def test_a_loop_left_mid_call_does_not_stop_force_for_good():
+    # an application's loop ended by a Ctrl-C (or its own exception) while the refresher's
+    # call was in flight never ends that call: force() refuses only until it would have
+    # timed out
+    import asyncio
+
+    from regtoken import aio
+
+    class Hang(FakeHTTP):
+        async def arequest(self, method, url, body, headers):
+            await asyncio.sleep(3600)
+
+    rig = Rig(issued(tok(1), iso(T0 + DAY)))
+    rig.r.step()  # the imported token rotated: healthy, scheduled
+    rig.r._http = Hang()
+    rig.clock.advance(5)
+    assert rig.r.force()
+
+    async def main():
+        asyncio.create_task(aio.run(rig.r))
+        await _until(lambda: rig.r._busy)  # the call in flight
+        raise KeyboardInterrupt  # the loop ends with the call suspended inside it
+
+    try:
+        _run_async(main())
+    except KeyboardInterrupt:
+        pass
+    asyncio.new_event_loop()  # what an application does after a Ctrl-C
+    import sys
+
+    if sys.implementation.name == "micropython":  # its asyncio.run leaves the task where
+        assert rig.r.force() is False  # it was (CPython's cancels it): maybe in flight
+    rig.clock.advance(rig.cfg["timeout_s"] + 1)
+    assert rig.r.force() is True and rig.r.due_in() == 0
 
 
 def test_status_reason_is_machine_readable_and_survives_a_restart():

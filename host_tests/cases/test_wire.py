@@ -508,6 +508,38 @@ def test_a_failed_request_closes_its_socket():
     assert sock.closed
 
 
+def test_an_exchange_never_ended_is_closed_by_the_next():
+    # an asyncio loop left mid-call (a Ctrl-C) never closes that exchange's generator: its
+    # socket stayed open and registered in the client's poll, where it read as ready for
+    # ever, and every later call spun on the loop past its deadline
+    class Select:
+        made = []
+
+        @classmethod
+        def poll(cls):
+            cls.made.append(Poll())
+            return cls.made[-1]
+
+    w = client()
+    old = w.p
+    first = Sock(http(b""), piece=10)
+    net = Net(first, Sock(http(b"")))
+    saved = swap_module("socket", net), wire.time, wire.select
+    wire.time, wire.select = Ticks, Select  # type: ignore[assignment]
+    try:
+        x = w._x("PUT", URL, b"{}", {})
+        next(x)  # waits for the answer's next piece, its socket registered
+        assert not first.closed
+        for _ in w._x("PUT", URL, b"{}", {}):  # x is left as it is, never closed
+            pass
+    finally:
+        restore_module("socket", saved[0])
+        wire.time, wire.select = saved[1], saved[2]
+    assert first.closed and w.p is not old and w.p is Select.made[0]
+    assert w.ans == (201, {"content-length": str(len(TOKEN))}, TOKEN)
+    assert w.live is None  # the second one ended
+
+
 def test_headers_changed_in_place_change_the_request():
     w = client()
     headers = {"X-K": "v"}
