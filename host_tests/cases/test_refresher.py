@@ -1135,23 +1135,22 @@ def test_with_two_tasks_asleep_force_wakes_the_one_a_cancel_left():
 
     from regtoken import aio
 
+    async def main(rig, victim):
+        tasks = [asyncio.create_task(aio.run(rig.r)) for _ in range(2)]
+        assert await _until(lambda: rig.r.token == tok(1))
+        await asyncio.sleep(0.05)  # both asleep (the one that called, since it did)
+        tasks[victim].cancel()
+        assert await _until(tasks[victim].done)
+        rig.clock.advance(5)  # backoff_min_s after the commit
+        assert rig.r.force()
+        woken = await _until(lambda: rig.r.token == tok(2))
+        tasks[1 - victim].cancel()
+        await _until(tasks[1 - victim].done)
+        return woken
+
     for victim in (0, 1):
         rig = Rig(issued(tok(1), iso(T0 + DAY)), issued(tok(2), iso(T0 + 2 * DAY)))
-
-        async def main():
-            tasks = [asyncio.create_task(aio.run(rig.r)) for _ in range(2)]
-            assert await _until(lambda: rig.r.token == tok(1))
-            await asyncio.sleep(0.05)  # both asleep (the one that called, since it did)
-            tasks[victim].cancel()
-            assert await _until(tasks[victim].done)
-            rig.clock.advance(5)  # backoff_min_s after the commit
-            assert rig.r.force()
-            woken = await _until(lambda: rig.r.token == tok(2))
-            tasks[1 - victim].cancel()
-            await _until(tasks[1 - victim].done)
-            return woken
-
-        assert _run_async(main()) is True, victim
+        assert _run_async(main(rig, victim)) is True, victim
         assert len(rig.http.calls) == 2, victim
 
 
