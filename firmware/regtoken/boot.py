@@ -5,7 +5,7 @@
 from . import policy, wire
 from .edges import redact
 from .error import ConfigError
-from .machine import BACKOFF, HEALTHY
+from .machine import BACKOFF, HEALTHY, PROVISION
 from .policy import FORBIDDEN, GONE, RELEASED, iso
 from .store import NEVER, UNKNOWN, Record, fingerprint
 
@@ -53,17 +53,21 @@ def boot(r):
     if cfg["provisioning_token"]:
         h["Authorization"] = "DeviceToken " + cfg["provisioning_token"]
     d = cfg["store_dir"]
+    isdir = 1
     if d:  # a folder that is not there (a card not mounted, a typo) is said once, by name;
-        import os  # the device goes on (a token it gets is kept in RAM), and makes none
+        import os  # the device makes none, and stays in provision: the store is unknown,
+        # not empty, and an initial token imported anew would be presented beside the
+        # lineage on the missing card (a 200 for it revokes that one's token)
 
         try:
             isdir = os.stat(d)[0] & 0x4000  # S_IFDIR
         except OSError:
             isdir = 0
         if not isdir:
-            log("WARNING: store_dir %s is not a directory" % d)
+            d = "store_dir %s is not a directory" % d
+            log("WARNING: " + d)
     rec = r._store.load()
-    init = cfg["initial_token"]
+    init = isdir and cfg["initial_token"]
     # import into an empty store, or over a token that is no longer valid (refused, or
     # expired by a clock we trust) from another provisioning: never its own lineage's again
     if init and (rec is None or (rec.due < 0 or c.trusted and type(rec.exp) is int
@@ -85,8 +89,10 @@ def boot(r):
             log("clock: unset, moved forward to " + iso(t))
     now = c.now()
     try:
-        if rec is None:
-            r._need("no token", "empty")
+        if not isdir:
+            r._set(PROVISION, None, d, "store")
+        elif rec is None or rec.why.endswith("empty"):  # or an operation (selfprov.py)
+            r._need("no token", "empty")  # begun on an empty store: no 410 came
         elif rec.due < 0:
             r._need("410: provision this device", GONE)
         elif rec.due > now and rec.why != "-":  # "-": no hold (store.py's Record)

@@ -16,8 +16,8 @@ from .refresher import PROVISION, PROVISIONING
 from .store import DEAD, NEVER, Record
 
 OP = -2  # `due` of a stored provisioning operation
-DISABLED = "disabled"  # `why` of a record stored at a 423 (the hold starts at its commit),
-# then "-" and the reason there is no token: "disabled-empty" or "disabled-gone"
+DISABLED = "disabled"  # `why` of a record stored at a 423, then the hold's seconds from its
+# commit, "-" and the reason there is no token: "disabled161-empty" or "disabled161-gone"
 
 
 def token_object(body):
@@ -51,9 +51,12 @@ class Provisioner:
             self.id, self.code = rec.token.split()
             self.exp = rec.exp
             at += r._cfg["backoff_min_s"]  # the previous call may have been just before the cut
-        if rec and rec.why.startswith(DISABLED):  # a 423's hold, across a restart:
-            at = max(at, rec.at + r._cfg["backoff_max_s"] + 1)  # backoff_max_s from its commit
-            # (the clock floor moved an unset clock to at least that time)
+        if rec and rec.why.startswith(DISABLED):  # a 423's hold, across a restart: the
+            # seconds it held from its commit ("disabled161-empty"; backoff_max_s in a
+            # record of an earlier version, "disabled-empty"); the clock floor moved an
+            # unset clock to at least that time
+            h = rec.why[8:].split("-")[0]
+            at = max(at, rec.at + int(h or r._cfg["backoff_max_s"]) + 1)
         r._wait = 0
         r._set(PROVISIONING, at, "resumed, code %s" % self.code if self.id else "no token",
                reason)
@@ -136,7 +139,7 @@ class Provisioner:
                 elif st == 423:  # workspace disabled: a hold kept across a restart (the
                     lo = policy.floor(max(retry, hi), r._rand())  # operation, or a record
                     # with no token, marked); lo: the 60 s cap below does not shorten it
-                    d = DISABLED + "-" + self.reason
+                    d = "%s%d-%s" % (DISABLED, lo, self.reason)  # the hold, kept
                     r._commit(Record("%s %s" % (self.id, self.code), self.exp, OP, self.seed,
                                      why=d) if self.id else Record("-", NEVER, DEAD, self.seed,
                                                                     why=d))

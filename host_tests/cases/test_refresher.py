@@ -1455,6 +1455,20 @@ def test_a_store_dir_that_is_not_a_directory_is_said_at_boot():
         warned = [x for x in lines if "WARNING: store_dir " + d + " is not a directory" in x]
         assert len(warned) == said, lines
         assert r.state == PROVISION  # nothing stored, no initial token: it goes on
+    # with an initial token: not imported, not presented. The store is unknown, not empty:
+    # its lineage may have rotated past the initial token already (on a card not mounted),
+    # and a 200 for it would revoke the live token
+    cfg = validate({"api_url": "http://device-api.test", "initial_token": tok(0),
+                    "store_dir": "/no-such-dir-for-regtoken", "reprovision": True,
+                    "provisioning_token": "prov-secret"})
+    http = FakeHTTP(issued(tok(1)))
+    lines = []
+    r = Refresher(cfg, transport=http, clock=VirtualClock(), log=lines.append)
+    assert r.step() is None and r.token is None and http.calls == []
+    st = r.status()
+    assert (st["state"], st["reason"]) == (PROVISION, "store"), st
+    assert "is not a directory" in st["last_error"]
+    assert not [x for x in lines if x.startswith("import:")], lines
 
 
 def test_dir_of_the_package_never_imports_it_anew():

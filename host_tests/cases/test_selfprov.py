@@ -355,6 +355,48 @@ def test_a_423_hold_is_kept_across_a_restart():
         assert later.r.due_in() <= 5
 
 
+def test_a_423_hold_longer_than_backoff_max_keeps_its_length_across_a_restart():
+    # a Retry-After past backoff_max_s sets the hold (plus its jitter): a restart read
+    # backoff_max_s from config.json instead, and called at its end (21 s, not 161); a
+    # config with another backoff_max_s since moved it too
+    for with_op in (False, True):
+        hold = problem(423, headers={"retry-after": "120"})
+        first = (op(1, life=DAY), hold) if with_op else (hold,)
+        rig = zero_touch(*first, backoff_max_s=20, rnd=0.5)
+        rig.r.step()
+        if with_op:
+            rig.run_until_due()
+        held = rig.clock.now()
+        live = rig.r.due_in()
+        assert live >= 120 + 30, live  # 120 s, plus up to half of it again
+        rig.clock.advance(10)
+        for bmax in (20, 5):
+            again = Rig(op(2), fs=rig.fs, clock=rig.clock, rnd=rig.rnd,
+                        **dict(rig.raw(), backoff_max_s=bmax))
+            assert again.r.state == PROVISIONING, with_op
+            assert again.clock.now() + again.r.due_in() >= held + live, (with_op, bmax)
+        # and a record of the earlier form ("disabled-empty") still holds backoff_max_s
+        rec = rig.stored()
+        rec.why = rec.why[:8] + rec.why[rec.why.index("-"):]
+        from regtoken.store import Store
+
+        Store(rig.fs).commit(rec)
+        again = rig.restart()
+        assert again.clock.now() + again.r.due_in() == held + 20 + 1, with_op
+
+
+def test_an_operation_begun_on_an_empty_store_is_no_410_with_reprovision_off():
+    # its record has no token (due below 0, as a refused one): the boot said
+    # "410: provision this device", reason gone, though no 410 ever came
+    rig = zero_touch(op(1))
+    rig.r.step()
+    cfg = dict(rig.raw(), reprovision=False)
+    again = Rig(fs=rig.fs, clock=rig.clock, **cfg)
+    st = again.r.status()
+    assert (st["state"], st["reason"]) == (PROVISION, "empty"), st
+    assert "410" not in st["last_error"] and again.http.calls == []
+
+
 def test_a_423_after_a_410_keeps_the_refused_token_out_of_use_across_a_restart():
     rig = Rig(problem(410), problem(423), reprovision=True, provisioning_token="prov-secret",
               backoff_max_s=7200)
