@@ -1036,13 +1036,43 @@ def test_the_asyncio_task_keeps_going_after_failures():
     assert rig.r.status()["counts"]["failures"] == 2
 
 
+async def _until(done, n=500):
+    import asyncio
+
+    for _ in range(n):  # real time, small waits
+        if done():
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+async def _two_tasks(rig, settle):
+    """Two aio.run tasks on rig.r until its first new token (tok(1)) and `settle` s more,
+    then both cancelled: whether that ended both."""
+    import asyncio
+
+    from regtoken import aio
+
+    tasks = [asyncio.create_task(aio.run(rig.r)) for _ in range(2)]
+    await _until(lambda: rig.r.token == tok(1))
+    await asyncio.sleep(settle)
+    for t in tasks:
+        t.cancel()
+    await asyncio.sleep(0.05)
+    ended = all(t.done() for t in tasks)
+    for _ in range(5):  # a cancel one of them swallowed (taken for force()'s): again, so
+        for t in tasks:  # that the test ends
+            t.cancel()
+        await asyncio.sleep(0.05)
+    return ended
+
+
 def test_two_asyncio_tasks_on_one_refresher_make_one_call_per_attempt():
     # two aio.run tasks (started twice by mistake, or one left by an earlier asyncio.run)
     # presented the same parent side by side: the second answer, a 200, revoked the token
     # the first committed, and the device ended in provision with no fault at all
     import asyncio
 
-    from regtoken import aio
 
     class Slow(FakeHTTP):  # an answer that takes a while: the other task runs meanwhile
         async def arequest(self, method, url, body, headers):
@@ -1052,28 +1082,11 @@ def test_two_asyncio_tasks_on_one_refresher_make_one_call_per_attempt():
     rig = Rig()
     slow = rig.r._http = Slow(issued(tok(1), iso(T0 + DAY)), issued(tok(2), iso(T0 + DAY)))
 
-    async def main():
-        tasks = [asyncio.create_task(aio.run(rig.r)) for _ in range(2)]
-        for _ in range(100):
-            await asyncio.sleep(0.02)
-            if rig.r.token == tok(1):
-                break
-        await asyncio.sleep(0.2)  # the second task's chance to call too
-        for t in tasks:
-            t.cancel()
-        await asyncio.sleep(0.05)
-        ended.append(all(t.done() for t in tasks))
-        for _ in range(5):  # a cancel one of them swallowed (taken for force()'s): again
-            for t in tasks:
-                t.cancel()
-            await asyncio.sleep(0.05)
-
-    ended = []
-    _run_async(main())
+    ended = _run_async(_two_tasks(rig, 0.2))  # 0.2 s: the second task's chance to call
     n = len(slow.calls)  # not the list: its bodies hold whole tokens
     assert n == 1, n
     assert rig.r.token == tok(1) and rig.stored().token == tok(1)
-    assert ended == [True]  # the application's cancel ends both
+    assert ended is True  # the application's cancel ends both
 
 
 def test_force_during_an_asyncio_call_wakes_no_second_call():
@@ -1081,7 +1094,6 @@ def test_force_during_an_asyncio_call_wakes_no_second_call():
     # as a new one, it made the other task present the same parent beside it
     import asyncio
 
-    from regtoken import aio
 
     forced = []
 
@@ -1096,18 +1108,7 @@ def test_force_during_an_asyncio_call_wakes_no_second_call():
     rig = Rig()
     slow = rig.r._http = Slow(issued(tok(1), iso(T0 + DAY)), issued(tok(2), iso(T0 + DAY)))
 
-    async def main():
-        tasks = [asyncio.create_task(aio.run(rig.r)) for _ in range(2)]
-        for _ in range(100):
-            await asyncio.sleep(0.02)
-            if rig.r.token == tok(1):
-                break
-        await asyncio.sleep(0.3)  # a second call's chance
-        for t in tasks:
-            t.cancel()
-        await asyncio.sleep(0.05)
-
-    _run_async(main())
+    assert _run_async(_two_tasks(rig, 0.3)) is True  # 0.3 s: a second call's chance
     assert forced == [False]  # refused: a refresh is in flight
     n = len(slow.calls)  # not the list: its bodies hold whole tokens
     assert n == 1, n
@@ -1115,16 +1116,6 @@ def test_force_during_an_asyncio_call_wakes_no_second_call():
     assert not rig.r._busy  # over with the call
     assert rig.r.force() is True and rig.r.due_in() == 5  # obeyed again: backoff_min_s
     # after the commit
-
-
-async def _until(done, n=500):
-    import asyncio
-
-    for _ in range(n):  # real time, small waits
-        if done():
-            return True
-        await asyncio.sleep(0.01)
-    return False
 
 
 def test_with_two_tasks_asleep_force_wakes_the_one_a_cancel_left():
