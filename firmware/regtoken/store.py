@@ -21,8 +21,9 @@
 #   the reason of a hold that must survive a restart ("forbidden"; selfprov.py's 423,
 #   "disabled<s>-empty" or "disabled<s>-gone" with the hold's seconds, whose token is "-"
 #   when the store had none), an operation's (or a cancelled one's) reason for having no
-#   token ("empty" or "gone": status() says it again after a restart) or "-". Records of the first format (no at, no
-#   why) still load. Bytes after the newline are left over from an older, longer record.
+#   token ("empty" or "gone": status() says it again after a restart) or "-". Records of
+#   the first format (no at, no why) still load. Bytes after the newline are left over from
+#   an older, longer record.
 #
 # What a commit allocates: the record goes to flash in four pieces (header, fields, token,
 # newline), never joined: str.encode() shares the str's bytes on MicroPython, so the token

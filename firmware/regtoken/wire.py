@@ -27,7 +27,11 @@ _spare: bytearray | None = bytearray(BODY)
 # Room for a TLS context (the tls module's SSLContext: 3,048 bytes in one piece on the
 # 64-bit unix port), kept from the same moment; the config check frees it at once for an
 # http URL, and boot.py just before it makes the context, which then finds that piece.
-_room: bytearray | None = bytearray(3072)
+try:  # a reservation: none on a heap too full for it (compiled from source, a board's
+    # heap is in pieces here), and the context finds a piece later, or fails then
+    _room: bytearray | None = bytearray(3072)
+except MemoryError:
+    _room = None
 
 
 def split_url(url):
@@ -91,7 +95,8 @@ class Wire:
         global _spare
         self.buf = _spare or bytearray(BODY)  # a second client has a buffer of its own
         _spare = None
-        self.k = self.ai = self.ans = self.live = None  # live: the socket of the exchange
+        # r: the plain socket of the exchange in flight (a name wire.py has: see _dechunk)
+        self.k = self.ai = self.ans = self.r = None
         # split_url(url) of self.k, and the request head built from it
         self.parts: tuple = None  # type: ignore[assignment]
 
@@ -106,10 +111,10 @@ class Wire:
         self.ans = None
         # ticks_diff takes the deadline past the ticks' period: no ticks_add needed
         self.deadline = time.ticks_ms() + self.ms  # type: ignore[operator]
-        if self.live:  # an exchange that never ended (its asyncio loop left mid-call, by
+        if self.r:  # an exchange that never ended (its asyncio loop left mid-call, by
             # a Ctrl-C: its generator never closed): its socket closed, and its poll let
             # go, where that socket stays registered and reads as ready for ever
-            self.live.close()
+            self.r.close()
             self.p = select.poll()
         p = self.p
         b = self.buf
@@ -137,7 +142,7 @@ class Wire:
         out = memoryview(b if n <= BODY else bytearray(n))[:n]
         out[:a] = u[5]
         out[a:] = body
-        s = r = self.live = socket.socket(ai[0], socket.SOCK_STREAM, ai[2])
+        s = r = self.r = socket.socket(ai[0], socket.SOCK_STREAM, ai[2])
         try:
             s.setblocking(False)
             try:
@@ -163,8 +168,8 @@ class Wire:
             # the status line and headers line by line through b[:LINE], then the body
             # through b[:BODY]
             n = 0
-            st = skip = te = data = f = None  # skip: inside a line too long to keep;
-            # f: the last header's name if kept
+            st = skip = te = data = k = None  # skip: inside a line too long to keep;
+            # k: the last header's name if kept
             h: dict = {}
             while True:
                 j = b.find(b"\n", i, n) if lim == LINE else -1
@@ -189,7 +194,7 @@ class Wire:
                             raise ValueError("status")
                     elif j - a < 2:  # the empty line ("\r" at most)
                         if st < 200:  # an interim answer (100 Continue, 103 Early Hints,
-                            st = f = None  # which a client must read past): the final
+                            st = k = None  # which a client must read past): the final
                             h = {}  # one follows
                             continue
                         lim = BODY  # on to the body
@@ -207,12 +212,12 @@ class Wire:
                     else:  # a header: kept if its name is one of _KEEP. A line that
                         # starts with a space or a tab (any byte up to 32) goes on with the
                         # one before (an obs-fold, which RFC 9112 5.2 says a recipient must
-                        # unfold): kept if that one was, its name's length taken as -1
+                        # unfold): kept if that one was (k still its name), its name's
+                        # length taken as -1. No new local: at 97 names (see _dechunk)
                         c = -1
                         if b[a] > 32:
                             c = b.find(b":", a, j) - a
-                            f = _KEEP.get(c)
-                        k = f
+                            k = _KEEP.get(c)
                         if k:  # its name in lower case, in place (`| 32`: ASCII letters;
                             # "-" stays), then one str: "date" is a name already (no
                             # copy). Not k[x]: indexing a str makes a 1-char str, which
@@ -225,7 +230,7 @@ class Wire:
                                 elif x < a + c:
                                     b[x] |= 32
                             if c >= 0 and str(mv[a:a + c], "utf-8") != k:
-                                k = f = None
+                                k = None
                         if not k:
                             skip = cut
                         elif cut:
@@ -295,7 +300,7 @@ class Wire:
             # or reset connection) lets go of it unclosed, one descriptor (and on a board
             # one of lwIP's few sockets) lost per attempt until none is left
             r.close()
-            self.live = None
+            self.r = None
             if not self.ans:  # failed: resolve the host again next time
                 self.ai = None
 

@@ -537,7 +537,7 @@ def test_an_exchange_never_ended_is_closed_by_the_next():
         wire.time, wire.select = saved[1], saved[2]
     assert first.closed and w.p is not old and w.p is Select.made[0]
     assert w.ans == (201, {"content-length": str(len(TOKEN))}, TOKEN)
-    assert w.live is None  # the second one ended
+    assert w.r is None  # the second one ended
 
 
 def test_headers_changed_in_place_change_the_request():
