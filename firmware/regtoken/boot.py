@@ -67,6 +67,15 @@ def boot(r):
             d = "store_dir %s is not a directory" % d
             log("WARNING: " + d)
     rec = r._store.load()
+    if not c.trusted:
+        # TLS needs a plausible clock before NTP or a Date header corrects it: the newest
+        # time known to have passed (the last commit, else the release). Before an import,
+        # whose commit time is the next floor (an RTC at 2000 stamped it 2000)
+        t = max(rec.at if rec else 0, RELEASED)
+        if c.now() < t:
+            c.set(t)  # the clock edge's one documented argument; still not trusted
+            c.trusted = False
+            log("clock: unset, moved forward to " + iso(t))
     init = isdir and cfg["initial_token"]
     # import into an empty store, or over a token that is no longer valid (refused, or
     # expired by a clock we trust) from another provisioning: never its own lineage's again
@@ -79,14 +88,6 @@ def boot(r):
         log("import: initial token " + redact(init))
         r._commit(rec)
     r._use(rec)
-    if not c.trusted:
-        # TLS needs a plausible clock before NTP or a Date header corrects it: the newest
-        # time known to have passed (the last commit, else the release)
-        t = max(rec.at if rec else 0, RELEASED)
-        if c.now() < t:
-            c.set(t)  # the clock edge's one documented argument; still not trusted
-            c.trusted = False
-            log("clock: unset, moved forward to " + iso(t))
     now = c.now()
     try:
         if not isdir:

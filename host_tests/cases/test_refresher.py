@@ -538,6 +538,26 @@ def test_a_clock_edge_with_the_documented_three_takes_the_clock_floor():
     assert r.token == tok(0) and r.state == HEALTHY
 
 
+def test_an_import_on_a_clock_near_its_epoch_is_stamped_after_the_floor():
+    # the floor came after the import: its record was committed at the RTC's cold-boot
+    # time (2000 on an ESP32, 2021 on rp2), and scheduled at half a "lifetime" from then
+    # (2020), so a boot cut short before the first refresh was overdue at the next one
+    from regtoken.policy import RELEASED
+
+    for rtc in (946684800, 1609459200):  # 2000-01-01, 2021-01-01
+        fs = MemFS()
+        exp = RELEASED + 60 * DAY
+        cfg = validate({"api_url": "http://x", "initial_token": tok(0),
+                        "initial_expiration": iso(exp)})
+        clock = VirtualClock(t=rtc, trusted=False)
+        r = Refresher(cfg, transport=FakeHTTP(), store=Store(fs), clock=clock,
+                      log=lambda line: None)
+        assert clock.t == RELEASED and r.token == tok(0)
+        rec = Store(fs).load()
+        assert rec.at == RELEASED, (rtc, rec.at)
+        assert RELEASED + 30 * DAY <= rec.due < exp, (rtc, rec.due - RELEASED)
+
+
 def test_a_date_before_the_clock_floor_or_decades_ahead_sets_no_clock():
     # a server's clock gone wrong: 1970 is before what the device knows has passed (the
     # clock floor moved it to the release date), 9999 is no time at all; the next good

@@ -55,7 +55,8 @@ GUARD = 22390  # today (22,380: 17,867 when the pure rules and the default edges
 # in-flight mark ended by its timeout, +20 in aio and refresher; an exchange never ended
 # closed by the next, +40 in wire; a 423 hold's length kept in its record, an operation begun
 # on an empty store no 410 at a boot without reprovision, no import or call with store_dir
-# missing, +98 in boot and selfprov, both let go after use), plus
+# missing, +98 in boot and selfprov, both let go after use; the clock floor before an import,
+# +0), plus
 # a margin: may shrink; grows only for a measured gain, said in the commit
 
 
