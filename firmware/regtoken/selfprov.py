@@ -47,7 +47,7 @@ class Provisioner:
         at = self.t0 = r._clock.now()  # t0: when the last call started
         if rec and rec.why.endswith("empty"):  # it began on an empty store (the record's
             self.reason = reason = "empty"  # why): no 410 came, whatever a restart says
-        if rec and rec.due == OP:
+        if rec and rec.due == OP and rec.exp >= at:  # not one expired since
             self.id, self.code = rec.token.split()
             self.exp = rec.exp
             at += r._cfg["backoff_min_s"]  # the previous call may have been just before the cut
@@ -132,7 +132,9 @@ class Provisioner:
                     else:
                         self.reason = "unauthorized"
                     hi = None  # stop
-                elif st == 410:
+                elif st == 410:  # the operation is gone: an init anew, also after a
+                    # restart, which must not resume it (nor show its code again)
+                    r._commit(Record("-", NEVER, DEAD, self.seed, why=self.reason))
                     self.id = None
                     r._wait = 0
                     why = "410: new init"
@@ -140,6 +142,7 @@ class Provisioner:
                     lo = policy.floor(max(retry, hi), r._rand())  # operation, or a record
                     # with no token, marked); lo: the 60 s cap below does not shorten it
                     d = "%s%d-%s" % (DISABLED, lo, self.reason)  # the hold, kept
+                    hi, retry = lo, 0  # and lo is all of it, live as after a restart
                     r._commit(Record("%s %s" % (self.id, self.code), self.exp, OP, self.seed,
                                      why=d) if self.id else Record("-", NEVER, DEAD, self.seed,
                                                                     why=d))

@@ -65,11 +65,12 @@ class Urequests:
                 r = requests.request(method, url, body, None, headers, None, None,
                                      self.timeout_s, _keep)  # type: ignore[arg-type]
                 try:
-                    # up to Content-Length (a keep-alive server sends no EOF); a token
-                    # object is ~300 bytes: 2 KiB at most (a longer body cut there is no
-                    # JSON object, or one only padded: never lost)
+                    # up to Content-Length (a keep-alive server sends no EOF), a 204's or
+                    # 304's none; a token object is ~300 bytes: 2 KiB at most (a longer
+                    # body cut there is no JSON object, or one only padded: never lost)
                     v = r.headers.get("content-length")
-                    n = 2048 if v is None else min(int(v), 2048)
+                    n = 0 if r.status_code in (204, 304) else 2048 if v is None else \
+                        min(int(v), 2048)
                     if n < 0:
                         raise ValueError(n)
                     body = r.raw.read(n)

@@ -240,8 +240,10 @@ class Wire:
                             a += b[a] == 32  # returns the str it was given (no copy)
                             j -= b[j - 1] == 13
                             v = str(mv[a:j], "utf-8").strip()
-                            if c < 0:  # folded: one space for the fold
-                                v = (h[k] + " " + v).strip()
+                            if c < 0:  # folded: one space for the fold, and the value
+                                v = (h[k] + " " + v).strip()  # bounded as one line is
+                                if len(v) > LINE:
+                                    raise OSError("header too long")
                             if c == 14 and h.get(k, v) != v:  # two Content-Lengths:
                                 raise ValueError(k)  # which one? (RFC 9112 6.3: an
                             h[k] = v  # unrecoverable error); of the others, the last

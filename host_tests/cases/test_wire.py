@@ -434,6 +434,12 @@ def test_folded_header_lines_are_unfolded():
         assert (st, body) == (201, TOKEN)
         assert h == {"content-length": str(len(TOKEN)), "retry-after": "30",
                      "date": "Fri, 15 Jan 2027 08:00:00 GMT"}  # X-Long's fold passes by
+    # unfolded, a value is bounded as one line is: 20 folds of 250 bytes were one value
+    # of 5 KB, rebuilt at each fold (a MemoryError on a small heap)
+    many = b"Retry-After: 1\r\n" + (b" " + b"9" * 250 + b"\r\n") * 20
+    for piece in (7, 1460):
+        e = raises(OSError, read, Sock(http(many), piece))
+        assert "header too long" in str(e)
     # a fold with no header before it, or after one not kept, is not kept
     st, h, body = read(Sock(http(b" Retry-After: 5\r\nX: y\r\n Date: z\r\n")))
     assert (st, body) == (201, TOKEN) and h == {"content-length": str(len(TOKEN))}

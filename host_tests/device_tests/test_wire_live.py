@@ -42,6 +42,8 @@ ANSWERS = {
                % len(TOKEN) + TOKEN,
     "/obstext": b"HTTP/1.1 403 Forbidden\r\nX-Name: Ren\xe9e\r\nRetry-After: 5\r\n"
                 b"Content-Length: 0\r\n\r\n",
+    # no body, whatever the headers say, and the connection held
+    "/nocontent": b"HTTP/1.1 204 No Content\r\nRetry-After: 600\r\n\r\n",
     # closed after the answer
     "/cutshort": b"HTTP/1.1 201 Created\r\nContent-Length: 300\r\n\r\n" + TOKEN,
     "/dated": b"HTTP/1.1 201 Created\r\nServer: x\r\nDate: Fri, 15 Jan 2027 08:00:00 GMT\r\n"
@@ -189,7 +191,8 @@ def test_urequests_reads_up_to_the_length_and_bounds_the_headers(micropython: st
     try:
         base = "http://127.0.0.1:%d" % srv.port
         out, ms = run(micropython, tmp_path, ["--ureq"] + [base + p for p in (
-            "/keepalive", "/trailing", "/twolen", "/cutshort", "/flood", "/obstext")])
+            "/keepalive", "/trailing", "/twolen", "/cutshort", "/flood", "/obstext",
+            "/nocontent")])
     finally:
         srv.close()
     assert out[:2] == ["OK 201 content-length %d" % len(TOKEN)] * 2, out
@@ -198,3 +201,4 @@ def test_urequests_reads_up_to_the_length_and_bounds_the_headers(micropython: st
     assert out[3].startswith("ERR OSError") and "truncated" in out[3], out
     assert out[4].startswith("ERR OSError") and "headers too long" in out[4], out
     assert out[5] == "OK 403 content-length,retry-after 0", out
+    assert out[6] == "OK 204 retry-after 0" and ms[6] < 3000, (out, ms)  # not the timeout
