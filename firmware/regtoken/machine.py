@@ -129,12 +129,6 @@ class Machine:
                               FORBIDDEN)
                 else:
                     self._fail(kind, why, retry)
-                    # the server's floor outlives a restart, as a 403's hold; not if a
-                    # callback's step() has committed a newer record meanwhile (the
-                    # parent would go back to flash)
-                    if retry and self._rec is cur:
-                        cur.due, cur.why = self._next, kind
-                        self._commit(cur)
         except Exception as e:  # MemoryError too
             try:
                 if self._prov:  # a failed provisioning call: polled again by its own rules
@@ -164,7 +158,14 @@ class Machine:
         if end and now + w >= end:
             w = max(end - now - 1, 0)
         # now() drops the fraction of the current second: +1 so a wait is never shorter
-        self._set(BACKOFF, now + w + 1, "%s; retry in %ds" % (why, w), reason)
+        w = now + w + 1
+        r = self._rec
+        if wait and r:  # the server's floor (Retry-After) outlives a restart, as a 403's
+            # hold: committed before the state is told (a callback may not return: a
+            # SystemExit, a Ctrl-C)
+            r.due, r.why = w, reason
+            self._commit(r)
+        self._set(BACKOFF, w, "%s; retry in %ds" % (why, w - now - 1), reason)
 
     def _due(self, now, exp):
         # 0: never; a token the server sent already (nearly) expired must not make us spin

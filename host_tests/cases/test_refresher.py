@@ -487,6 +487,29 @@ def test_a_retry_after_outlives_a_restart_and_a_plain_failure_writes_nothing():
     assert later.r.state == HEALTHY and later.r.due_in() > 0
 
 
+def test_a_retry_after_hold_is_on_flash_before_on_state_is_told():
+    # a callback that never returns (sys.exit(), a Ctrl-C: no Exception, so not caught)
+    # stopped the hold's commit, which came after the state was told: a restart then
+    # called 2,700 s before the server's time
+    for stop in (SystemExit, KeyboardInterrupt):
+        rig = Rig(problem(412, {"retry-after": "900"}), rnd=0.0)
+
+        def cb(state, why):
+            if state == BACKOFF:
+                raise stop(3)
+
+        rig.r.on_state(cb)
+        try:
+            rig.r.step()
+            raise AssertionError("the callback's %s was swallowed" % stop.__name__)
+        except stop:
+            pass
+        again = rig.restart()
+        st = again.r.status()
+        assert (st["state"], st["reason"]) == (BACKOFF, "throttled"), (stop, st)
+        assert again.r.due_in() == 901, again.r.due_in()
+
+
 def test_untrusted_clock_refreshes_and_learns_time_from_date_header():
     clock = VirtualClock(t=946684800 + 100, trusted=False)  # a cold ESP32 without NTP
     fs = MemFS()
