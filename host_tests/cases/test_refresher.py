@@ -494,7 +494,7 @@ def test_a_retry_after_hold_is_on_flash_before_on_state_is_told():
     for stop in (SystemExit, KeyboardInterrupt):
         rig = Rig(problem(412, {"retry-after": "900"}), rnd=0.0)
 
-        def cb(state, why):
+        def cb(state, why, stop=stop):
             if state == BACKOFF:
                 raise stop(3)
 
