@@ -32,8 +32,13 @@ def run(cfg):
             wifi.connect(w, log)  # cheap when the link is up
             # RTCs drift, most of all through deep sleep; and NTP that failed at boot may
             # work now: a clock it sets is trusted
+            t = c.now()
             if (r.state == regtoken.HEALTHY or not c.trusted) and wifi.sync_clock(log):
                 c.trusted = True
+                if abs(c.now() - t) > 2:  # stepped: what was due still is (stepped back
+                    # from a server's wrong Date, the schedule would be hours on, past the
+                    # token's expiry by the server's clock); the answer's Date re-bases it
+                    r.force()
         wait = r.step()
         if mode != "none":  # dark while the board sleeps: its blink timer stops, and a
             light.off()  # lit LED (an RGB one latches its colour) would stay lit

@@ -250,3 +250,34 @@ def test_a_fault_long_after_a_good_boot_waits_from_1_s_again(
     with pytest.raises(Slept):
         load_main().main()
     assert waited == [1, 4, 16, 1], waited
+
+
+def test_an_ntp_step_while_a_refresh_is_due_keeps_it_due(board: FakeBoard,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # a clock set from a server's wrong Date (hours ahead), then NTP at the refresh: the
+    # schedule, placed on the clock before, moved hours on, past the token's expiry by the
+    # server's clock (a 410). The refresh due before the step is still made
+    import sys
+    import types
+
+    from regtoken import edges
+
+    skew = [0]
+    real = time.time
+    monkeypatch.setattr(edges, "time", types.SimpleNamespace(
+        time=lambda: real() + skew[0], gmtime=time.gmtime))
+    ntp = sys.modules["ntptime"]
+    settime = ntp.settime
+
+    def stepping() -> None:
+        settime()
+        if len(board.ntp_timeout_seen) == 2:  # the second: at the refresh
+            skew[0] = -6 * 3600
+
+    monkeypatch.setattr(ntp, "settime", stepping)
+    with open("config.json", "w") as f:
+        json.dump({"api_url": "http://127.0.0.1:9", "wifi": WIFI, "sleep": "deep",
+                   "initial_token": "A" * 248}, f)  # imported: its refresh due at once
+    ms = boot(board)
+    assert len(board.ntp_timeout_seen) == 2, board.calls
+    assert ms <= 10_000, ms  # backoff_min_s after the import, not 6 h
