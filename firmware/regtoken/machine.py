@@ -87,6 +87,12 @@ class Machine:
                     except Exception:
                         pass
                 cur = self._rec
+                if tok and exp and exp <= now and policy.RELEASED <= t >= exp:  # dead by
+                    # the server's Date and by our clock too (set from that Date, or not
+                    # moved since by it the token is dead): presented, a 410; the parent,
+                    # in its grace period, gets a 200
+                    kind, tok = policy.GARBAGE, None
+                    why += ": token expired already"
                 if tok:  # rotated (201) or recovered (200)
                     if kind == RECOVERED:  # the unseen token was revoked; said in the
                         # committed line, whose log is guarded (a line before the commit
@@ -168,9 +174,10 @@ class Machine:
         self._set(BACKOFF, w, "%s; retry in %ds" % (why, w - now - 1), reason)
 
     def _due(self, now, exp):
-        # 0: never; a token the server sent already (nearly) expired must not make us spin
-        return 0 if exp is None else max(policy.refresh_at(now, exp, self._rand()),
-                                         now + self._cfg["backoff_min_s"])
+        # 0: never; at least a second on (the clock's resolution): a token of a few seconds
+        # is refreshed on its schedule, not past its expiry; one (nearly) expired already
+        # gets a wait like a backoff instead (_run: its due is not before its expiry)
+        return 0 if exp is None else max(policy.refresh_at(now, exp, self._rand()), now + 1)
 
     def _commit(self, rec):
         # True once on flash. 403, 410 and an import must survive a restart; if the flash

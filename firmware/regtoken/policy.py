@@ -75,7 +75,10 @@ def iso(t):
     """Unix seconds -> '2026-12-01T07:40:40Z' (None: 'never')."""
     if t is None:
         return "never"
-    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % time.gmtime(t - EPOCH)[:6]
+    try:
+        return "%04d-%02d-%02dT%02d:%02d:%02dZ" % time.gmtime(t - EPOCH)[:6]
+    except OverflowError:  # past a 32-bit port's gmtime (2106 on rp2): the log line stays
+        return "@%d" % t
 
 
 def http_date(s):

@@ -112,6 +112,8 @@ class Provisioner:
                         why = "not approved"
                     else:
                         tok, exp = token_object(body)
+                        if exp and exp <= now and policy.RELEASED <= t >= exp:  # dead
+                            raise ValueError  # by its Date and ours: complete again
                         r._prov = None
                         if exp and r._clock.trusted and t < exp:  # its expiry on our
                             exp += d  # clock, as machine.py's

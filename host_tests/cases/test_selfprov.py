@@ -460,6 +460,21 @@ def test_a_provisioned_tokens_expiry_is_taken_onto_the_devices_clock():
     assert rig.r.expires_in() == 3600 and rig.r.due_in() == 1800, rig.r.due_in()
 
 
+def test_a_provisioned_token_dead_by_the_servers_date_and_ours_is_completed_again():
+    # as a refresh's (test_refresher.py): committed, it would be presented and refused for
+    # good. A failed poll instead: complete again gives a new token
+    date = {"date": "Fri, 15 Jan 2027 08:00:00 GMT"}  # T0
+    rig = zero_touch(op(1, life=DAY), issued(tok(1), iso(T0 - 60), 200, headers=date),
+                     issued(tok(2), iso(T0 + DAY), 200, headers=date))
+    rig.r.step()
+    rig.run_until_due()
+    assert rig.r.state == PROVISIONING and rig.r.token is None and rig.tokens == []
+    assert rig.stored().due == OP  # the operation, not the dead token
+    rig.run_until_due()
+    assert [c[:2] for c in rig.calls()] == [("POST", "init")] + [("PUT", "complete")] * 2
+    assert rig.r.state == HEALTHY and rig.r.token == tok(2) and rig.stored().token == tok(2)
+
+
 def test_a_dead_operation_s_code_is_not_on_show():
     # once it expired, or a plain 410 ended it, status() showed its code (and an expiry
     # still ahead, for the 410) for as long as the new init failed: an operator would
