@@ -133,13 +133,21 @@ class Store:
                 raise
             import os
 
-            try:
-                os.mkdir(name[:-7])
-            except OSError as e:
-                # EEXIST: it is there. Anything else, e.g. no space (FAT says EACCES), is
-                # the commit's failure, not a later ENOENT.
-                if e.errno != 17:
-                    raise
+            for d in SLOTS:  # both slots' directories, before a record is in either:
+                # made later, the second would rewrite the sector of the root directory
+                # that holds the first's entry (raw-flash FAT erases it first: a cut there
+                # lost both)
+                try:
+                    os.mkdir(self.root + d[:-7])
+                except OSError as e:
+                    # EEXIST: it is there. Anything else, e.g. no space (FAT says EACCES),
+                    # is the commit's failure, not a later ENOENT.
+                    if e.errno != 17:
+                        raise
+            d = name.rpartition("/")[0]
+            if not os.stat(d)[0] & 0x4000:  # a file where the slot's directory goes (put
+                os.rename(d, d + ".bad")  # there by hand): set aside, not a commit that
+                os.mkdir(d)  # fails for ever
             try:
                 os.rename(name, name + ".bad")  # a torn entry cannot even be removed
             except OSError:

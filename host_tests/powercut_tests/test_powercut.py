@@ -103,6 +103,21 @@ def test_the_sweep_catches_a_store_that_is_not_atomic(micropython, write, lossy)
     assert [k for k in KINDS if rows[k]["lost"] + rows[k]["garbage"] > 0] == lossy
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_two_cuts_from_the_empty_store_never_lose_the_first_token(micropython, kind):
+    """A cut inside the very first commit that leaves its record readable, then a cut in
+    the next commit: the first token or the second, never neither. On raw-flash FAT the
+    next commit used to make the second slot's directory, rewriting the root directory's
+    sector that holds the first's entry (24 of 2,176 double cuts lost the token). A first
+    cut that leaves the volume taking no commit is docs/powercut.md's weak spot, not a
+    loss: counted as broken, not asserted here."""
+    p = run(micropython, ["tools/powercut/sweep.py", "--kinds=" + kind, "--double=1",
+                          "--commits=2", "--warmup=-1"])
+    row = results(p.stdout)[kind]
+    assert row["tried"] > 200 and row["old"] > 0 and row["new"] > 0, p.stdout[-2000:]
+    assert (row["lost"], row["garbage"]) == (0, 0), p.stdout[-3000:]
+
+
 def test_two_cuts_in_consecutive_commits_on_raw_flash_fat(micropython):
     """A cut, a power-up that finds one slot damaged, a cut in the very next commit: the old
     or the new token every time. The repair rewrites the damaged slot in place, so it
