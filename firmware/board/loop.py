@@ -23,6 +23,11 @@ def run(cfg):
     # a timer wake trusts the RTC only if NTP or a server's Date had set it before the
     # sleep; else the next answer's Date still may
     c = regtoken.Clock(kept[:1] == b"T" if woke else wifi.sync_clock(log))
+    # NTP set the clock in this boot. A clock trusted otherwise (a server's Date, or the
+    # RTC as before a sleep) asks NTP again at every attempt until it has: a server's clock
+    # days fast, taken from its Date, can put its own certificate past its expiry, and
+    # then no answer (no Date) comes to correct it
+    ntp = not woke and c.trusted
     r = regtoken.Refresher(cfg, clock=c)
     if woke:
         r.resume(kept[1:])
@@ -33,8 +38,8 @@ def run(cfg):
             # RTCs drift, most of all through deep sleep; and NTP that failed at boot may
             # work now: a clock it sets is trusted
             t = c.now()
-            if (r.state == regtoken.HEALTHY or not c.trusted) and wifi.sync_clock(log):
-                c.trusted = True
+            if (r.state == regtoken.HEALTHY or not ntp) and wifi.sync_clock(log):
+                c.trusted = ntp = True
                 if abs(c.now() - t) > 2:  # stepped: what was due still is (stepped back
                     # from a server's wrong Date, the schedule would be hours on, past the
                     # token's expiry by the server's clock); the answer's Date re-bases it

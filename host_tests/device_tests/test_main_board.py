@@ -281,3 +281,28 @@ def test_an_ntp_step_while_a_refresh_is_due_keeps_it_due(board: FakeBoard,
     ms = boot(board)
     assert len(board.ntp_timeout_seen) == 2, board.calls
     assert ms <= 10_000, ms  # backoff_min_s after the import, not 6 h
+
+
+def test_a_clock_not_set_by_ntp_in_this_boot_asks_ntp_at_each_attempt(
+        board: FakeBoard, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a timer wake trusts the RTC as it was before the sleep, which a server's Date may
+    # have set: a server's clock days fast can put its own certificate past its expiry by
+    # it, every handshake then fails and no Date comes to correct it. A backoff's attempt
+    # asked NTP only while the clock was untrusted: never, there
+    import types
+
+    from regtoken import edges
+
+    skew = [0.0]
+    real = time.time
+    monkeypatch.setattr(edges, "time", types.SimpleNamespace(
+        time=lambda: real() + skew[0], gmtime=time.gmtime))
+    store_token(due=int(time.time()) + 2)
+    asked = []
+    for wake in range(3):  # sleeps until due; refreshes (refused: a backoff); again
+        board.reset_cause = 4 if wake else 1
+        ms = boot(board)
+        asked.append(("settime",) in board.calls)
+        skew[0] += ms / 1000 + 1
+    assert board.rtc_memory and board.rtc_memory.startswith(b"Tbackoff "), board.rtc_memory
+    assert asked == [True, True, True], asked  # cold boot; healthy's refresh; the retry
