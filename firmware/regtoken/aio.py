@@ -55,7 +55,9 @@ async def _astep(self):
             # presenting the same parent beside it (the 200 it gets revokes the 201's token)
             # force() does not bring it back meanwhile: until the call is over, or that
             # time (a loop abandoned mid-call, by a Ctrl-C, never ends it)
-            self._busy = self._next = self._clock.now() + self._cfg["timeout_s"] + 1
+            # int(): timeout_s may be a float, which added to a time is a 32-bit port's
+            # single float (config.py)
+            self._busy = self._next = self._clock.now() + int(-(-self._cfg["timeout_s"] // 1)) + 1
             try:
                 m, u, b, h = self._request()
                 a = await self._http.arequest(m, u, b, h)

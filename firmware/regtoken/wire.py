@@ -109,8 +109,9 @@ class Wire:
         # still import wire for split_url, which the config validator uses
 
         self.ans = None
-        # ticks_diff takes the deadline past the ticks' period: no ticks_add needed
-        self.deadline = time.ticks_ms() + self.ms  # type: ignore[operator]
+        # ticks_add: a 32-bit port's ticks wrap at 2**30 ms (12.4 days), and ticks_diff of
+        # a plain sum past that (a big int) is garbage: a stall then waited ~74 h
+        self.deadline = time.ticks_add(time.ticks_ms(), self.ms)
         if self.r:  # an exchange that never ended (its asyncio loop left mid-call, by
             # a Ctrl-C: its generator never closed): its socket closed, and its poll let
             # go, where that socket stays registered and reads as ready for ever

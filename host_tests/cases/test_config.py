@@ -24,6 +24,17 @@ def test_defaults():
     assert "initial_expiration" not in c  # absent means unknown: rotate at first boot
 
 
+def test_backoffs_are_whole_seconds_rounded_up():
+    # added to a time (~1.8e9), a float is a 32-bit port's single float, in steps of 128 s:
+    # on rp2 a 403 hold of backoff_max_s 240.0 was 199 s after a restart, and a force()
+    # loop with backoff_min_s 5.0 refreshed every second
+    c = validate(cfg(backoff_min_s=2.5, backoff_max_s=240.0, timeout_s=2.5))
+    assert (c["backoff_min_s"], c["backoff_max_s"]) == (3, 240)
+    assert type(c["backoff_min_s"]) is int and type(c["backoff_max_s"]) is int
+    assert c["timeout_s"] == 2.5  # milliseconds count there, and it is never added to a time
+    assert validate(cfg(backoff_min_s=1, backoff_max_s=1.000001))["backoff_max_s"] == 2
+
+
 def test_trailing_slash_dropped():
     assert validate(cfg(api_url="http://h:8080/"))["api_url"] == "http://h:8080"
 

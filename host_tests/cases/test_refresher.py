@@ -953,6 +953,25 @@ def test_force_during_an_asyncio_call_wakes_no_second_call():
     # after the commit
 
 
+def test_the_mark_of_a_call_in_flight_is_a_whole_second_after_its_timeout():
+    # timeout_s may be a float, and added to a time a float is a 32-bit port's single
+    # float, in steps of 128 s: the mark (and the next attempt) is an int
+    from regtoken import aio
+
+    marks = []
+
+    class Slow(FakeHTTP):
+        async def arequest(self, method, url, body, headers):
+            marks.append(rig.r._busy)
+            return self.request(method, url, body, headers)
+
+    rig = Rig(timeout_s=2.5)
+    rig.r._http = Slow(issued(tok(1), iso(T0 + DAY)))
+    _run_async(aio.astep(rig.r))
+    assert marks == [T0 + 4] and type(marks[0]) is int, marks  # 3 s, then 1 s more
+    assert rig.r.token == tok(1) and not rig.r._busy
+
+
 def test_with_two_tasks_asleep_force_wakes_the_one_a_cancel_left():
     # only the task that slept last was kept for force() to wake: cancelled, it took the
     # other's wake with it, and force() said True with nothing woken (the next refresh

@@ -89,12 +89,36 @@ class Ticks:  # CPython's time has no ticks_ms
     def ticks_ms():
         return 0
 
+    @staticmethod
+    def ticks_add(t, delta):
+        return t + delta
 
-def exchange(w, net, method="PUT", url=URL, body=b"{}", headers=None):
+
+class Ticks30:
+    """A 32-bit port's ticks (rp2, ESP32): they wrap at 2**30 ms (12.4 days), and
+    ticks_diff takes ticks values only (a sum past the period is a big int: garbage)."""
+
+    P = 1 << 30
+
+    def __init__(self, t):
+        self.t = t
+
+    def ticks_ms(self):
+        return self.t
+
+    def ticks_add(self, t, delta):
+        return (t + delta) % self.P
+
+    def ticks_diff(self, a, b):
+        assert 0 <= a < self.P and 0 <= b < self.P, "not ticks: %d, %d" % (a, b)
+        return (a - b + self.P // 2) % self.P - self.P // 2
+
+
+def exchange(w, net, method="PUT", url=URL, body=b"{}", headers=None, ticks=Ticks):
     """One request of client w, its generator driven as request() does but without waits
     (the socket never needs one); net is the socket module while it runs."""
     saved = swap_module("socket", net), wire.time
-    wire.time = Ticks  # type: ignore[assignment]
+    wire.time = ticks  # type: ignore[assignment]
     try:
         for _ in w._x(method, url, body, headers or {}):
             pass
@@ -544,6 +568,24 @@ def test_an_exchange_never_ended_is_closed_by_the_next():
     assert first.closed and w.p is not old and w.p is Select.made[0]
     assert w.ans == (201, {"content-length": str(len(TOKEN))}, TOKEN)
     assert w.r is None  # the second one ended
+
+
+def test_the_deadline_holds_across_a_32_bit_ports_ticks_wrap():
+    # a request begun in the last timeout_s before the wrap: its deadline was the plain
+    # sum, past the period, and a stalled server held the device ~74 h, not timeout_s
+    ticks = Ticks30(Ticks30.P - 2000)
+    w = client()  # timeout_s 5
+    assert exchange(w, Net(Sock(http(b""))), ticks=ticks)[0] == 201
+    saved = wire.time
+    wire.time = ticks  # type: ignore[assignment]
+    try:
+        assert w._left() == 5000
+        ticks.t = 2000  # 4 s on, past the wrap
+        assert w._left() == 1000
+        ticks.t = 3001
+        raises(OSError, w._left)  # timed out
+    finally:
+        wire.time = saved
 
 
 def test_headers_changed_in_place_change_the_request():
