@@ -65,9 +65,6 @@ def validate(raw, name="config"):
                 lo, hi = cfg["backoff_min_s"], 604800
             if not (type(v) in (int, float) and lo <= v <= hi):
                 why = "a number from %s to %s" % (lo, hi)
-            elif k[0] == "b":  # whole seconds, rounded up (a wait never shorter than set):
-                cfg[k] = int(v) + (v > int(v))  # added to a time, a float is a 32-bit
-                # port's single float, ~1.8e9 in steps of 128 s (a 403 hold of 240 s: 199)
         elif k == "device_id":
             from re import match  # after valid_token: no newline, which $ lets by in CPython
 
@@ -92,6 +89,10 @@ def validate(raw, name="config"):
                 why = '{"pin": 2 or "LED", "active_high": true, "timer": 0, "rgb": false}'
         if why:
             raise ConfigError("%s: '%s' must be %s" % (name, k, why))
+    for k in "backoff_min_s", "backoff_max_s":  # whole seconds, rounded up (a wait never
+        v = cfg[k]  # shorter than set; max >= min still): added to a time, a float is a
+        cfg[k] = int(v) + (v > int(v))  # 32-bit port's single float, ~1.8e9 in steps of
+        # 128 s (a 403 hold of 240 s was 199)
     cfg["api_url"] = url.rstrip("/")
     cfg["_from"] = name
     return cfg

@@ -124,7 +124,7 @@ def refresh_at(issued, exp, rnd):
     """The refresh time of a token valid from `issued` until `exp`: from half its lifetime
     (rnd 0) to SAFETY before expiry, or 80 % of a lifetime too short for that (rnd 1)."""
     life = exp - issued
-    early = issued + life // 2
+    early = issued + (life + 1) // 2  # rounded up: whole seconds, a 3 s token's at 2, not 1
     return early + int(((exp - SAFETY if life > 2 * SAFETY else issued + life * 4 // 5) - early)
                        * rnd)
 

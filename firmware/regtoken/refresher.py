@@ -115,7 +115,10 @@ class Refresher(Machine):
         if self.state != HEALTHY or self._busy > n:
             return False
         r = self._rec  # its commit's time; one ahead of the clock (set back since): now
-        self._next = max(n, min(r.at, n) + self._cfg["backoff_min_s"] if r else 0)
+        t = max(n, min(r.at, n) + self._cfg["backoff_min_s"] if r else 0)
+        x = self._next  # never later than it was: a token of a few seconds has its refresh
+        if x is None or x > t:  # sooner than backoff_min_s, and after it would be a 410
+            self._next = t
         s = self._sleeper  # the asyncio tasks asleep in astep (aio.py): each woken by a
         while s:  # cancel, taken off the list first (what tells it the cancel is this wake)
             s.pop().cancel()

@@ -33,6 +33,8 @@ def test_backoffs_are_whole_seconds_rounded_up():
     assert type(c["backoff_min_s"]) is int and type(c["backoff_max_s"]) is int
     assert c["timeout_s"] == 2.5  # milliseconds count there, and it is never added to a time
     assert validate(cfg(backoff_min_s=1, backoff_max_s=1.000001))["backoff_max_s"] == 2
+    c = validate(cfg(backoff_min_s=5.5, backoff_max_s=5.7))  # each rounded, max >= min still
+    assert (c["backoff_min_s"], c["backoff_max_s"]) == (6, 6)
 
 
 def test_trailing_slash_dropped():

@@ -43,7 +43,7 @@ def test_window_ends_ten_minutes_before_expiry_whenever_that_is_past_half_life()
     # device-contract.md: at the latest 10 minutes before expiry when the lifetime allows
     for life in (1201, 1800, 2400, 3000):
         early, late = window(0, life)
-        assert (early, late) == (life // 2, life - 600)
+        assert (early, late) == ((life + 1) // 2, life - 600)  # half-life, rounded up
     assert window(0, 1200) == (600, 960)  # 10 minutes before is half-life: 80 % instead
 
 

@@ -475,6 +475,24 @@ def test_a_provisioned_token_dead_by_the_servers_date_and_ours_is_completed_agai
     assert rig.r.state == HEALTHY and rig.r.token == tok(2) and rig.stored().token == tok(2)
 
 
+def test_a_provisioned_token_dead_by_the_date_an_unset_clock_takes_is_completed_again():
+    # a board without NTP sits at its clock floor, maybe days behind: by it the token is
+    # alive, by the answer's Date (which the clock would take) dead. Committed, it was
+    # refreshed at once, refused for good, and a new init needed a new approval
+    from fakes.clock import VirtualClock
+
+    date = {"date": "Fri, 15 Jan 2027 08:00:00 GMT"}  # T0
+    rig = zero_touch(op(1, life=10 * DAY, now=T0 - 3 * DAY),
+                     issued(tok(1), iso(T0 - 100), 200, headers=date),
+                     issued(tok(2), iso(T0 + DAY), 200, headers=date),
+                     clock=VirtualClock(t=T0 - 3 * DAY, trusted=False))
+    rig.r.step()
+    rig.run_until_due()
+    assert rig.r.state == PROVISIONING and rig.r.token is None and rig.tokens == []
+    rig.run_until_due()
+    assert rig.r.token == tok(2) and rig.stored().token == tok(2) and rig.tokens == [tok(2)]
+
+
 def test_a_dead_operation_s_code_is_not_on_show():
     # once it expired, or a plain 410 ended it, status() showed its code (and an expiry
     # still ahead, for the 410) for as long as the new init failed: an operator would
