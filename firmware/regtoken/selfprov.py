@@ -112,17 +112,16 @@ class Provisioner:
                         why = "not approved"
                     else:
                         tok, exp = token_object(body)
-                        c = r._clock.trusted
                         if exp and policy.RELEASED <= t >= exp and (
-                                exp <= now or not c and t < now + 631152000):
+                                exp <= now or not r._clock.trusted and t < now + 631152000):
                             raise ValueError  # dead by its Date and ours (an unset clock:
                             # by a Date it could take, as machine.py's): complete again
                         r._prov = None
-                        if exp and c and t < exp:  # its expiry on our clock, as
-                            exp += d  # machine.py's
+                        if exp and r._clock.trusted and t < exp:  # its expiry on our
+                            exp += d  # clock, as machine.py's
                         # without NTP `now` is wrong: refresh at once, which sets the clock
                         # (a token that never expires: never)
-                        due = r._due(now, exp) if c or exp is None else now
+                        due = r._due(now, exp) if r._clock.trusted or exp is None else now
                         return r._keep(Record(tok, NEVER if exp is None else exp, due,
                                               self.seed), "provisioned (%d)" % st)
                 elif st == 401 or st == 410 and _cancelled(body):

@@ -11,7 +11,7 @@ from conftest import ROOT
 
 PACKAGE = os.path.join(ROOT, "firmware", "regtoken")
 BUDGET = 12288  # the whole package, self-provisioning and policy growth included
-GUARD = 22791  # today (22,466: 17,867 when the pure rules and the default edges became one
+GUARD = 22797  # today (22,466: 17,867 when the pure rules and the default edges became one
 # module each, then 2026-12-01's fixes: interim answers and chunk framing in wire, reads that
 # intern no names, a boot that cannot die on its record, the contract's import, CA and poll-gap
 # rules; 2026-12-02's: RFC 9112's framing rules for Transfer-Encoding and two Content-Lengths,
@@ -63,7 +63,8 @@ GUARD = 22791  # today (22,466: 17,867 when the pure rules and the default edges
 # before a first record, a file where a slot's directory goes set aside, +202; a deadline
 # by ticks_add, backoffs in whole seconds, the in-flight mark an int, +57; force() never
 # later than the refresh due, an unset clock's dead provisioned token, half-life rounded
-# up, +62), plus
+# up, +62; the clock's trust read where used, not a local `c` beside settle()'s cfg `c`,
+# +6), plus
 # a margin: may shrink; grows only for a measured gain, said in the commit
 
 
