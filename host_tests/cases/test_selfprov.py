@@ -462,35 +462,24 @@ def test_a_provisioned_tokens_expiry_is_taken_onto_the_devices_clock():
 
 def test_a_provisioned_token_dead_by_the_servers_date_and_ours_is_completed_again():
     # as a refresh's (test_refresher.py): committed, it would be presented and refused for
-    # good. A failed poll instead: complete again gives a new token
-    date = {"date": "Fri, 15 Jan 2027 08:00:00 GMT"}  # T0
-    rig = zero_touch(op(1, life=DAY), issued(tok(1), iso(T0 - 60), 200, headers=date),
-                     issued(tok(2), iso(T0 + DAY), 200, headers=date))
-    rig.r.step()
-    rig.run_until_due()
-    assert rig.r.state == PROVISIONING and rig.r.token is None and rig.tokens == []
-    assert rig.stored().due == OP  # the operation, not the dead token
-    rig.run_until_due()
-    assert [c[:2] for c in rig.calls()] == [("POST", "init")] + [("PUT", "complete")] * 2
-    assert rig.r.state == HEALTHY and rig.r.token == tok(2) and rig.stored().token == tok(2)
-
-
-def test_a_provisioned_token_dead_by_the_date_an_unset_clock_takes_is_completed_again():
-    # a board without NTP sits at its clock floor, maybe days behind: by it the token is
-    # alive, by the answer's Date (which the clock would take) dead. Committed, it was
-    # refreshed at once, refused for good, and a new init needed a new approval
+    # good (on an unset clock, a board at its clock floor days behind: refreshed at once,
+    # refused, and a new init needed a new approval). A failed poll instead: complete
+    # again gives a new token. An unset clock judges by the Date it would take
     from fakes.clock import VirtualClock
 
     date = {"date": "Fri, 15 Jan 2027 08:00:00 GMT"}  # T0
-    rig = zero_touch(op(1, life=10 * DAY, now=T0 - 3 * DAY),
-                     issued(tok(1), iso(T0 - 100), 200, headers=date),
-                     issued(tok(2), iso(T0 + DAY), 200, headers=date),
-                     clock=VirtualClock(t=T0 - 3 * DAY, trusted=False))
-    rig.r.step()
-    rig.run_until_due()
-    assert rig.r.state == PROVISIONING and rig.r.token is None and rig.tokens == []
-    rig.run_until_due()
-    assert rig.r.token == tok(2) and rig.stored().token == tok(2) and rig.tokens == [tok(2)]
+    for clock in (VirtualClock(t=T0), VirtualClock(t=T0 - 3 * DAY, trusted=False)):
+        rig = zero_touch(op(1, life=10 * DAY, now=clock.t),
+                         issued(tok(1), iso(T0 - 60), 200, headers=date),
+                         issued(tok(2), iso(T0 + DAY), 200, headers=date), clock=clock)
+        rig.r.step()
+        rig.run_until_due()
+        assert rig.r.state == PROVISIONING and rig.r.token is None and rig.tokens == []
+        assert rig.stored().due == OP  # the operation, not the dead token
+        rig.run_until_due()
+        assert [c[:2] for c in rig.calls()] == [("POST", "init")] + [("PUT", "complete")] * 2
+        assert rig.r.state == HEALTHY and rig.r.token == tok(2) and rig.tokens == [tok(2)]
+        assert rig.stored().token == tok(2)
 
 
 def test_a_dead_operation_s_code_is_not_on_show():
